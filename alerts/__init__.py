@@ -1,0 +1,1 @@
+"""Alert rules, the Alertmanager receiver and remediation actions."""

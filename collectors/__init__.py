@@ -1,0 +1,1 @@
+"""Sidecar collectors that capture predictions (see the collector issue)."""

@@ -1,0 +1,1 @@
+"""Grafana dashboard generation."""
