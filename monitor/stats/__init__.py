@@ -1,0 +1,12 @@
+"""Pure two-sample statistical tests over numpy data, registered by name.
+
+Importing this package imports every test module so the registry is full.
+Only numpy and scipy are imported here; ``multivariate/`` alone adds torch.
+"""
+
+from monitor.stats import ks  # noqa: F401  (registers itself)
+from monitor.stats.base import Score, StatTest, TestKind
+from monitor.stats.registry import all_tests, get, names
+from monitor.stats.samples import NumericSample, Pooled, pool
+
+__all__ = ["NumericSample", "Pooled", "Score", "StatTest", "TestKind", "all_tests", "get", "names", "pool"]
