@@ -1,0 +1,168 @@
+"""The batch drift check behind ``driftline check`` and ``driftline profile``.
+
+Composition only: read the files, pick the features and settings (from the
+config, or inferred), build profiles, run the analysis.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from monitor import profile_io, tabular
+from monitor.analysis import DriftReport, DriftSettings, FeatureSpec, Materiality, analyze
+from monitor.errors import InputError, UsageError
+from monitor.profiles import FeatureType, Profile, ProfileSettings
+
+Step = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ModelPlan:
+    """What to monitor and how: from a config model, or inferred."""
+
+    model: str
+    features: tuple[FeatureSpec, ...] | None  # None: infer from the reference
+    settings: DriftSettings = field(default_factory=DriftSettings)
+    profile: ProfileSettings = field(default_factory=ProfileSettings)
+    reference: str | None = None  # the config's reference, when it names one
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    report: DriftReport
+    inferred: dict[str, str]  # feature -> why it got its type (no config)
+    skipped: dict[str, str]  # column -> why it is not monitored
+
+
+def plan_from_config(config_path: str, model: str | None) -> ModelPlan:
+    from monitor.config import load_config
+
+    config = load_config(config_path)
+    names = [m.name for m in config.models]
+    if model is None:
+        if len(names) != 1:
+            raise UsageError(
+                f"{config_path} defines {len(names)} models ({', '.join(names)}); choose one with --model"
+            )
+        model = names[0]
+    elif model not in names:
+        raise UsageError(f"{config_path}: no model named {model!r} (models: {', '.join(names)})")
+    cfg = config.model(model)
+    eff = config.effective(model)
+    specs = tuple(
+        FeatureSpec(name, f.type, f.test, f.threshold) for name, f in cfg.features.items()
+    )
+    share = None if eff.dataset_drift == "any" else float(eff.dataset_drift.share)
+    settings = DriftSettings(
+        alpha=eff.alpha,
+        correction=eff.correction,
+        dataset_share=share,
+        materiality=Materiality(
+            numerical=eff.materiality.numerical,
+            categorical=eff.materiality.categorical,
+            missing_share=eff.materiality.missing_share,
+        ),
+    )
+    profile = ProfileSettings(
+        exact_cap=eff.profile.exact_cap,
+        sketch_k=eff.profile.sketch_k,
+        max_categories=eff.profile.max_categories,
+    )
+    ref = str(cfg.reference_path) if getattr(cfg, "reference_path", None) else None
+    return ModelPlan(model, specs, settings, profile, ref)
+
+
+def load_reference(
+    path: str, plan: ModelPlan, *, step: Step | None = None, created_at: str = ""
+) -> tuple[Profile, tuple[FeatureSpec, ...], dict[str, str], dict[str, str]]:
+    """The reference profile and the features to check against it."""
+    if profile_io.is_profile(path):
+        if step:
+            step("loading reference profile")
+        profile = profile_io.load(path)
+        if plan.features is None:
+            specs = tuple(FeatureSpec(n, f.type) for n, f in profile.features.items())
+        else:
+            specs = plan.features
+            absent = [s.name for s in specs if s.name not in profile.features]
+            if absent:
+                raise InputError(f"{path}: profile has no feature {absent[0]!r} named in the config")
+            for s in specs:
+                if profile.features[s.name].type != s.type:
+                    kind = profile.features[s.name].type
+                    raise InputError(
+                        f"{path}: feature {s.name!r} is {kind} in the profile but {s.type} in the config"
+                    )
+        return profile, specs, {}, {}
+    if step:
+        step("reading reference")
+    frame = tabular.read_table(path)
+    inferred: dict[str, str] = {}
+    skipped: dict[str, str] = {}
+    if plan.features is None:
+        types: dict[str, FeatureType] = {}
+        for name, guess in tabular.infer_types(frame).items():
+            if guess.type is None:
+                skipped[name] = guess.reason
+            else:
+                types[name] = guess.type
+                inferred[name] = guess.reason
+        specs = tuple(FeatureSpec(n, t) for n, t in types.items())
+    else:
+        specs = plan.features
+        absent = [s.name for s in specs if s.name not in frame.columns]
+        if absent:
+            raise InputError(f"{path}: no column {absent[0]!r}, which the config monitors")
+    if not specs:
+        raise InputError(f"{path}: no column can be monitored")
+    if step:
+        step("profiling reference")
+    profile = tabular.profile_frame(
+        frame, {s.name: s.type for s in specs}, settings=plan.profile, file=path,
+        source=str(Path(path).name), created_at=created_at,
+    )
+    tabular.require_values(profile, file=path)
+    return profile, specs, inferred, skipped
+
+
+def run_check(
+    reference_path: str, current_path: str, plan: ModelPlan, *, step: Step | None = None,
+    evaluated_at: str | None = None,
+) -> CheckResult:
+    reference, specs, inferred, skipped = load_reference(reference_path, plan, step=step)
+    if step:
+        step("reading current")
+    frame = tabular.read_table(current_path)
+    common = [s for s in specs if s.name in frame.columns]
+    if not common:
+        raise InputError(
+            f"{current_path}: no columns in common with {reference_path} "
+            f"(expected some of: {', '.join(s.name for s in specs[:8])})"
+        )
+    if step:
+        step("profiling current")
+    current = tabular.profile_frame(
+        frame, {s.name: s.type for s in specs}, settings=ProfileSettings(exact_cap=None),
+        file=current_path, source=str(Path(current_path).name),
+    )
+    if step:
+        step("testing")
+    report = analyze(reference, current, specs, plan.settings, model=plan.model,
+                     evaluated_at=evaluated_at)
+    return CheckResult(report, inferred, skipped)
+
+
+def build_profile(reference_path: str, plan: ModelPlan, out: str, *, created_at: str,
+                  step: Step | None = None) -> Profile:
+    if profile_io.is_profile(reference_path):
+        raise InputError(f"{reference_path}: is already a profile; give a CSV or Parquet file")
+    profile, _, _, _ = load_reference(reference_path, plan, step=step, created_at=created_at)
+    if step:
+        step("writing profile")
+    try:
+        profile_io.save(profile, out)
+    except OSError as exc:
+        raise InputError(f"{out}: cannot write profile: {exc.strerror or exc}") from None
+    return profile

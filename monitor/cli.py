@@ -1,0 +1,212 @@
+"""``driftline``: the one console script.
+
+Exit codes for ``check``: 0 no dataset drift, 1 dataset drift, 2 bad input or
+usage (one line on stderr, never a traceback; set DRIFTLINE_DEBUG=1 for one).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import click
+import typer
+
+from monitor.errors import DriftlineError
+
+app = typer.Typer(
+    name="driftline",
+    help="Drift and performance monitoring for ML models.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+EXIT_OK, EXIT_DRIFT, EXIT_ERROR = 0, 1, 2
+
+
+class OutputFormat(StrEnum):
+    table = "table"
+    json = "json"
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"driftline: error: {message}", err=True)
+    return typer.Exit(EXIT_ERROR)
+
+
+class _Steps:
+    """A spinner with the current step on stderr, only for a terminal."""
+
+    def __init__(self, enabled: bool) -> None:
+        self._progress = None
+        self._task = None
+        if enabled:
+            from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+            self._progress = Progress(SpinnerColumn(), TextColumn("{task.description}"),
+                                      TimeElapsedColumn(), transient=True)
+
+    def __enter__(self) -> _Steps:
+        if self._progress is not None:
+            self._progress.start()
+            self._task = self._progress.add_task("starting", total=None)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def __call__(self, description: str) -> None:
+        if self._progress is not None and self._task is not None:
+            self._progress.update(self._task, description=description)
+
+
+def _large(*paths: str) -> bool:
+    """Inputs big enough (over 20 MB) to deserve a progress display."""
+    total = 0
+    for p in paths:
+        try:
+            total += Path(p).stat().st_size
+        except OSError:
+            pass
+    return total > 20 << 20
+
+
+@app.command()
+def check(
+    reference: Annotated[str, typer.Option("--reference", "-r", help="CSV, Parquet or saved profile")],
+    current: Annotated[str, typer.Option("--current", "-c", help="CSV or Parquet")],
+    config: Annotated[str | None, typer.Option("--config", help="driftline YAML config")] = None,
+    model: Annotated[str | None, typer.Option("--model", help="model in the config")] = None,
+    fmt: Annotated[OutputFormat | None, typer.Option(
+        "--format", help="table (default on a terminal) or json (default otherwise)")] = None,
+) -> None:
+    """Batch drift check of CURRENT against REFERENCE. Exit 0 no drift, 1 drift, 2 error."""
+    from monitor import batch, render
+    from monitor.runtime import tune_allocator
+
+    tune_allocator()
+    if model is not None and config is None:
+        raise _fail("--model needs --config")
+    plan = batch.plan_from_config(config, model) if config else batch.ModelPlan("", None)
+    out_format = fmt or (OutputFormat.table if sys.stdout.isatty() else OutputFormat.json)
+    with _Steps(sys.stderr.isatty() and _large(reference, current)) as step:
+        result = batch.run_check(reference, current, plan, step=step, evaluated_at=_now())
+    report = result.report
+    if out_format is OutputFormat.json:
+        extra: dict[str, object] = {"inferred_types": bool(result.inferred)}
+        if result.skipped:
+            extra["skipped_columns"] = result.skipped
+        typer.echo(render.report_json(report, extra))
+    else:
+        notes = []
+        if result.inferred:
+            notes.append("feature types inferred from the reference: " + ", ".join(
+                f"{f.name}={f.type}" for f in report.features))
+        for column, why in result.skipped.items():
+            notes.append(f"not monitored: {column} ({why})")
+        render.print_table(report, sys.stdout, notes)
+    raise typer.Exit(EXIT_DRIFT if report.drift_detected else EXIT_OK)
+
+
+@app.command()
+def profile(
+    reference: Annotated[str, typer.Option("--reference", "-r", help="CSV or Parquet")],
+    out: Annotated[str, typer.Option("--out", "-o", help="where to write the profile")],
+    config: Annotated[str | None, typer.Option("--config", help="driftline YAML config")] = None,
+    model: Annotated[str | None, typer.Option("--model", help="model in the config")] = None,
+) -> None:
+    """Build and save a reference profile."""
+    from monitor import batch
+
+    if model is not None and config is None:
+        raise _fail("--model needs --config")
+    plan = batch.plan_from_config(config, model) if config else batch.ModelPlan("", None)
+    with _Steps(sys.stderr.isatty() and _large(reference)) as step:
+        built = batch.build_profile(reference, plan, out, created_at=_now(), step=step)
+    kinds = {}
+    for f in built.features.values():
+        kinds[f.type] = kinds.get(f.type, 0) + 1
+    summary = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
+    typer.echo(f"wrote {out}: {built.rows} rows, {len(built.features)} features ({summary}), "
+               f"{Path(out).stat().st_size} bytes")
+
+
+@app.command("validate-config")
+def validate_config(
+    path: Annotated[str, typer.Argument(help="driftline YAML config")],
+) -> None:
+    """Report every error in a config file, with file, key and line. Exit 0 or 2."""
+    from monitor.config import format_issues, validate_file
+
+    issues = validate_file(path)
+    if issues:
+        typer.echo(format_issues(issues), err=True)
+        raise typer.Exit(EXIT_ERROR)
+    typer.echo(f"{path}: ok")
+
+
+@app.command()
+def demo() -> None:
+    """Run a drift check on the bundled sample data (the full loop comes later)."""
+    root = Path(__file__).resolve().parent.parent / "sample_data"
+    ref = root / "flights" / "reference.parquet"
+    cur = root / "flights" / "current.parquet"
+    cfg = root / "driftline.yaml"
+    if not ref.exists():
+        raise _fail(f"sample data not found at {root}; run from a source checkout")
+    typer.echo(f"driftline demo: July 2013 flights against January-March ({cfg.name})\n")
+    check(reference=str(ref), current=str(cur), config=str(cfg), model=None,
+          fmt=OutputFormat.table)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: every failure becomes one line on stderr and exit 2."""
+    try:
+        app(args=argv, standalone_mode=False, prog_name="driftline")
+    except typer.Exit as exc:
+        return int(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except click.UsageError as exc:
+        hint = f" (see 'driftline {exc.ctx.info_name} --help')" if exc.ctx and exc.ctx.info_name \
+            and exc.ctx.info_name != "driftline" else " (see 'driftline --help')"
+        typer.echo(f"driftline: error: {exc.format_message()}{hint}", err=True)
+        return EXIT_ERROR
+    except click.Abort:
+        typer.echo("driftline: aborted", err=True)
+        return EXIT_ERROR
+    except DriftlineError as exc:
+        typer.echo(f"driftline: error: {_one_line(exc)}", err=True)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        typer.echo("driftline: interrupted", err=True)
+        return 130
+    except Exception as exc:  # never a traceback for the user
+        if os.environ.get("DRIFTLINE_DEBUG"):
+            traceback.print_exc()
+        typer.echo(f"driftline: internal error: {type(exc).__name__}: {_one_line(exc)} "
+                   "(set DRIFTLINE_DEBUG=1 for a traceback)", err=True)
+        return EXIT_ERROR
+    return EXIT_OK
+
+
+def _one_line(exc: BaseException) -> str:
+    issues = getattr(exc, "issues", None)
+    if issues:
+        return "; ".join(str(i) for i in issues)
+    return " ".join(str(exc).split())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

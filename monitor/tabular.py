@@ -1,0 +1,222 @@
+"""Tables at the edge: reading CSV/Parquet, inferring feature types, and
+turning a pandas DataFrame into a :class:`~monitor.profiles.Profile`.
+
+This is the only module of the drift engine that touches pandas and files of
+data.  Every problem with the input becomes an :class:`InputError` with one
+line that names the file and the column.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from monitor.errors import InputError
+from monitor.profiles import (
+    CategoricalAccumulator,
+    FeatureProfile,
+    FeatureType,
+    NumericAccumulator,
+    Profile,
+    ProfileSettings,
+    category_label,
+)
+
+PARQUET_SUFFIXES = {".parquet", ".pq", ".parq"}
+CSV_SUFFIXES = {".csv", ".txt", ".tsv"}
+TRUE_WORDS = {"true", "1", "yes", "y", "t", "1.0"}
+FALSE_WORDS = {"false", "0", "no", "n", "f", "0.0"}
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class InferredType:
+    """What a column was taken to be, and why (shown to the user)."""
+
+    type: FeatureType | None  # None: not monitored
+    reason: str
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Read a CSV or Parquet file; string columns come back as categoricals."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{p}: no such file")
+    if p.is_dir():
+        raise InputError(f"{p}: is a directory, expected a CSV or Parquet file")
+    try:
+        size = p.stat().st_size
+        with p.open("rb") as fh:
+            magic = fh.read(4)
+    except OSError as exc:
+        raise InputError(f"{p}: cannot read: {exc.strerror or exc}") from None
+    if size == 0:
+        raise InputError(f"{p}: file is empty")
+    if magic == b"PAR1" or p.suffix.lower() in PARQUET_SUFFIXES:
+        frame = _read_parquet(p)
+    else:
+        frame = _read_csv(p)
+    if frame.shape[1] == 0:
+        raise InputError(f"{p}: no columns")
+    if frame.shape[0] == 0:
+        raise InputError(f"{p}: no rows")
+    return frame
+
+
+def _read_parquet(p: Path) -> pd.DataFrame:
+    try:
+        schema = pq.read_schema(p)
+        strings = [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+        table = pq.read_table(p, read_dictionary=strings)
+        return table.to_pandas()
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise InputError(f"{p}: not a readable Parquet file ({_first_line(exc)})") from None
+
+
+def _read_csv(p: Path) -> pd.DataFrame:
+    sep = "\t" if p.suffix.lower() == ".tsv" else ","
+    try:
+        frame = pd.read_csv(p, sep=sep, low_memory=False)
+    except pd.errors.EmptyDataError:
+        raise InputError(f"{p}: file is empty") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError, OSError) as exc:
+        raise InputError(f"{p}: not a readable CSV file ({_first_line(exc)})") from None
+    for name in frame.columns:
+        if frame[name].dtype == object:
+            frame[name] = frame[name].astype("category")
+    return frame
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def infer_type(series: pd.Series) -> InferredType:
+    """Guess a column's feature type from its reference values."""
+    dtype = series.dtype
+    non_missing = series.dropna()
+    if non_missing.empty:
+        return InferredType(None, "no values")
+    if pd.api.types.is_bool_dtype(dtype):
+        return InferredType("boolean", "boolean column")
+    if pd.api.types.is_datetime64_any_dtype(dtype) or pd.api.types.is_timedelta64_dtype(dtype):
+        return InferredType(None, "timestamps are not monitored")
+    if pd.api.types.is_numeric_dtype(dtype):
+        distinct = non_missing.unique()
+        if len(distinct) <= 2 and set(np.asarray(distinct, dtype=float).tolist()) <= {0.0, 1.0}:
+            return InferredType("boolean", "only 0/1 values")
+        return InferredType("numerical", "numeric column")
+    distinct_count = non_missing.nunique()
+    if len(non_missing) >= 100 and distinct_count >= 0.99 * len(non_missing):
+        return InferredType(None, "looks like an identifier (almost every value distinct)")
+    numeric = pd.to_numeric(non_missing.astype(str), errors="coerce")
+    if numeric.notna().all() and distinct_count > 2:
+        return InferredType("numerical", "numbers stored as text")
+    return InferredType("categorical", "text column")
+
+
+def infer_types(frame: pd.DataFrame) -> dict[str, InferredType]:
+    return {str(name): infer_type(frame[name]) for name in frame.columns}
+
+
+def numeric_values(series: pd.Series, *, file: str, column: str) -> np.ndarray:
+    """The column as float64 with NaN for missing; a non-number is an InputError."""
+    if pd.api.types.is_bool_dtype(series.dtype):
+        return series.astype("float64").to_numpy()
+    if pd.api.types.is_numeric_dtype(series.dtype):
+        return series.to_numpy(dtype=np.float64, na_value=np.nan)
+    coerced = pd.to_numeric(series.astype(object), errors="coerce")
+    bad = coerced.isna() & series.notna()
+    if bad.any():
+        position = int(np.flatnonzero(bad.to_numpy())[0])
+        value = series.iloc[position]
+        raise InputError(
+            f"{file}: column {column!r} is numerical but row {position + 1} holds "
+            f"{str(value)[:40]!r}, which is not a number"
+        )
+    return coerced.to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def category_counts(series: pd.Series, feature_type: FeatureType) -> tuple[dict[str, int], int, int]:
+    """(counts by label, missing, invalid) for a categorical or boolean column."""
+    missing = int(series.isna().sum())
+    counts_series = series.value_counts(dropna=True, sort=False)
+    counts: dict[str, int] = {}
+    invalid = 0
+    for key, n in counts_series.items():
+        if n == 0:
+            continue
+        label = category_label(key)
+        if feature_type == "boolean":
+            word = label.strip().lower()
+            if word in TRUE_WORDS:
+                label = "true"
+            elif word in FALSE_WORDS:
+                label = "false"
+            else:
+                invalid += int(n)
+                continue
+        counts[label] = counts.get(label, 0) + int(n)
+    return counts, missing, invalid
+
+
+def profile_frame(
+    frame: pd.DataFrame,
+    types: Mapping[str, FeatureType],
+    *,
+    settings: ProfileSettings | None = None,
+    file: str = "<data>",
+    source: str = "",
+    created_at: str = "",
+    progress: Progress | None = None,
+) -> Profile:
+    """Summarise the given feature columns of a DataFrame.
+
+    Columns named in ``types`` but absent from the frame are left out (the
+    analysis reports them as missing columns).
+    """
+    settings = settings or ProfileSettings()
+    features: dict[str, FeatureProfile] = {}
+    for name, feature_type in types.items():
+        if name not in frame.columns:
+            continue
+        if progress is not None:
+            progress(name)
+        series = frame[name]
+        if feature_type == "numerical":
+            acc = NumericAccumulator(settings)
+            acc.update(numeric_values(series, file=file, column=name))
+            features[name] = acc.freeze()
+        else:
+            counts, missing, invalid = category_counts(series, feature_type)
+            cat = CategoricalAccumulator(settings, feature_type=feature_type)
+            cat.update_counts(counts, missing=missing, invalid=invalid)
+            features[name] = cat.freeze()
+    return Profile(
+        features=features,
+        rows=int(frame.shape[0]),
+        settings=settings,
+        columns=tuple(str(c) for c in frame.columns),
+        source=source,
+        created_at=created_at,
+    )
+
+
+def require_values(profile: Profile, *, file: str) -> None:
+    """A reference feature with no values at all cannot be a reference."""
+    for name, feature in profile.features.items():
+        if feature.count == 0:
+            raise InputError(f"{file}: column {name!r} has no values (all missing)")
+
+
+def fmt_share(x: float) -> str:
+    return "n/a" if math.isnan(x) else f"{x:.1%}"
