@@ -173,7 +173,9 @@ def demo() -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point: every failure becomes one line on stderr and exit 2."""
     try:
-        app(args=argv, standalone_mode=False, prog_name="driftline")
+        code = app(args=argv, standalone_mode=False, prog_name="driftline")
+        # click returns the exit code of typer.Exit instead of raising it
+        return int(code) if isinstance(code, int) else EXIT_OK
     except typer.Exit as exc:
         return int(exc.exit_code)
     except click.exceptions.Exit as exc:
@@ -198,7 +200,6 @@ def main(argv: list[str] | None = None) -> int:
         typer.echo(f"driftline: internal error: {type(exc).__name__}: {_one_line(exc)} "
                    "(set DRIFTLINE_DEBUG=1 for a traceback)", err=True)
         return EXIT_ERROR
-    return EXIT_OK
 
 
 def _one_line(exc: BaseException) -> str:

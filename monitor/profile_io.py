@@ -28,7 +28,6 @@ from __future__ import annotations
 import io
 import json
 import math
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -99,12 +98,19 @@ def save(profile: Profile, path: str | Path) -> None:
     tmp.replace(target)  # never leave a half-written profile behind
 
 
+PROFILE_SUFFIXES = {".dlprofile", ".npz", ".profile"}
+
+
 def is_profile(path: str | Path) -> bool:
-    """True when the file is a zip holding a driftline header (cheap check)."""
+    """Whether a path should be read as a profile: a zip archive (CSV and
+    Parquet never start with the zip magic) or a profile file name."""
+    p = Path(path)
+    if p.suffix.lower() in PROFILE_SUFFIXES:
+        return True
     try:
-        with zipfile.ZipFile(path) as archive:
-            return "header.npy" in archive.namelist()
-    except (OSError, zipfile.BadZipFile):
+        with p.open("rb") as fh:
+            return fh.read(4) == b"PK\x03\x04"
+    except OSError:
         return False
 
 

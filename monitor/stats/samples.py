@@ -47,7 +47,7 @@ class NumericSample:
         ordered = np.sort(np.asarray(grid, dtype=np.float64))
         if ordered.size == 0 or n == 0:
             return cls.empty()
-        return cls(ordered, int(n), exact=ordered.size == n)
+        return cls(ordered, int(n), exact=False)
 
     @classmethod
     def empty(cls) -> NumericSample:

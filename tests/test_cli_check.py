@@ -1,0 +1,189 @@
+"""`driftline check`, `profile` and their error handling, end to end."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from monitor.cli import main
+from tests.conftest import SAMPLE
+
+
+def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_check_without_a_config_infers_types_and_reports_no_drift_on_same_distribution(
+        tables, capsys):
+    code, out, err = run(["check", "-r", str(tables["ref"]), "-c", str(tables["same"]),
+                          "--format", "json"], capsys)
+    body = json.loads(out)
+    assert code == 0 and not body["drift_detected"], body
+    assert body["inferred_types"] is True
+    types = {k: v["type"] for k, v in body["features"].items()}
+    assert types == {"income": "numerical", "age": "numerical", "score": "numerical",
+                     "children": "numerical", "region": "categorical", "channel": "categorical",
+                     "is_member": "boolean"}
+    assert body["features"]["children"]["test"] == "chisquare"
+
+
+def test_check_exits_one_and_the_json_matches_scipy_on_a_shifted_table(tables, capsys):
+    code, out, _ = run(["check", "-r", str(tables["ref"]), "-c", str(tables["shifted"]),
+                        "--format", "json"], capsys)
+    body = json.loads(out)
+    assert code == 1 and body["drift_detected"]
+    for key in ("drifted_features", "total_features", "drifted_share", "rule", "correction",
+                "features", "quality"):
+        assert key in body
+    ref = pd.read_parquet(tables["ref"])
+    cur = pd.read_parquet(tables["shifted"])
+    expected = stats.ks_2samp(ref["age"], cur["age"])
+    age = body["features"]["age"]
+    assert age["statistic"] == pytest.approx(expected.statistic, abs=1e-12)
+    assert age["p_value"] == pytest.approx(expected.pvalue, abs=1e-12)
+    assert age["drift"] is True and age["threshold"] == 0.05
+    assert {"missing_share", "new_categories"} <= set(age)
+
+
+def test_sample_data_with_its_config_detects_the_july_shift(capsys):
+    code, out, err = run(["check", "-r", str(SAMPLE / "flights/reference.parquet"),
+                          "-c", str(SAMPLE / "flights/current.parquet"),
+                          "--config", str(SAMPLE / "driftline.yaml"), "--format", "json"], capsys)
+    body = json.loads(out)
+    assert code == 1, err
+    assert body["features"]["dep_delay"]["drift"] and body["features"]["arr_delay"]["drift"]
+    assert body["features"]["dest"]["test"] == "psi"
+
+
+def test_sample_data_no_drift_control_passes(capsys):
+    code, out, err = run(["check", "-r", str(SAMPLE / "flights/reference.parquet"),
+                          "-c", str(SAMPLE / "flights/current_nodrift.parquet"),
+                          "--config", str(SAMPLE / "driftline.yaml"), "--format", "json"], capsys)
+    assert code == 0, out
+
+
+def test_a_saved_profile_gives_the_same_report_as_the_raw_reference(tables, tmp_path, capsys):
+    prof = tmp_path / "ref.dlprofile"
+    code, out, _ = run(["profile", "-r", str(tables["ref"]), "-o", str(prof)], capsys)
+    assert code == 0 and "wrote" in out
+    _, raw, _ = run(["check", "-r", str(tables["ref"]), "-c", str(tables["shifted"]),
+                     "--format", "json"], capsys)
+    _, via_profile, _ = run(["check", "-r", str(prof), "-c", str(tables["shifted"]),
+                             "--format", "json"], capsys)
+    a, b = json.loads(raw), json.loads(via_profile)
+    for body in (a, b):
+        body.pop("evaluated_at")
+        body.pop("inferred_types")
+    assert a == b
+
+
+def test_the_table_format_names_every_feature_and_the_rule(tables, capsys):
+    code, out, _ = run(["check", "-r", str(tables["ref"]), "-c", str(tables["shifted"]),
+                        "--format", "table"], capsys)
+    assert code == 1
+    for name in ("income", "age", "region", "is_member", "DRIFT DETECTED", "rule:"):
+        assert name in out
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("case", "fragment"),
+    [
+        ("empty_file", "file is empty"),
+        ("missing_file", "no such file"),
+        ("directory", "is a directory"),
+        ("binary_garbage", "not a readable"),
+        ("no_common_columns", "no columns in common"),
+        ("non_numeric", "not a number"),
+        ("all_nan_reference_column", "has no values"),
+        ("malformed_profile", "not a driftline profile"),
+        ("header_only", "no rows"),
+        ("model_without_config", "--model needs --config"),
+        ("unknown_option", "No such option"),
+    ],
+)
+def test_bad_input_gives_one_line_and_exit_two(case, fragment, tables, tmp_path, capsys):
+    ref, cur = str(tables["ref"]), str(tables["same"])
+    extra: list[str] = []
+    if case == "empty_file":
+        cur = str(write(tmp_path / "empty.csv", ""))
+    elif case == "missing_file":
+        cur = str(tmp_path / "nope.csv")
+    elif case == "directory":
+        cur = str(tmp_path)
+    elif case == "binary_garbage":
+        p = tmp_path / "x.parquet"
+        p.write_bytes(b"PAR1" + bytes(range(256)) * 4)
+        cur = str(p)
+    elif case == "no_common_columns":
+        cur = str(write(tmp_path / "other.csv", "p,q\n1,2\n3,4\n"))
+    elif case == "non_numeric":
+        cfg = write(tmp_path / "c.yaml", "models:\n  - name: m\n    reference: ref.parquet\n"
+                    "    features:\n      age: {type: numerical}\n")
+        cur = str(write(tmp_path / "bad.csv", "age\n41\n39\nforty\n"))
+        extra = ["--config", str(cfg)]
+    elif case == "all_nan_reference_column":
+        ref = str(write(tmp_path / "nan.csv", "a,b\n,1\n,2\n,3\n"))
+        cfg = write(tmp_path / "c.yaml", "models:\n  - name: m\n    reference: nan.csv\n"
+                    "    features:\n      a: {type: numerical}\n      b: {type: numerical}\n")
+        extra = ["--config", str(cfg)]
+    elif case == "malformed_profile":
+        p = tmp_path / "p.dlprofile"
+        p.write_bytes(b"PK\x03\x04garbage")
+        ref = str(p)
+    elif case == "header_only":
+        cur = str(write(tmp_path / "h.csv", "income,age\n"))
+    elif case == "model_without_config":
+        extra = ["--model", "m"]
+    elif case == "unknown_option":
+        extra = ["--frobnicate"]
+    code, out, err = run(["check", "-r", ref, "-c", cur, "--format", "json", *extra], capsys)
+    assert code == 2
+    assert fragment in err, err
+    assert len(err.strip().splitlines()) == 1, err
+    assert "Traceback" not in err and out == ""
+
+
+def test_per_feature_problems_go_into_the_report_not_into_an_error(tables, tmp_path, capsys):
+    cur = pd.read_csv(tables["same"])
+    cur["income"] = np.nan
+    cur.loc[:100, "region"] = "atlantis"
+    cur = cur.drop(columns=["score"]).assign(surprise=1)
+    path = tmp_path / "cur.csv"
+    cur.to_csv(path, index=False)
+    code, out, err = run(["check", "-r", str(tables["ref"]), "-c", str(path), "--format", "json"],
+                         capsys)
+    body = json.loads(out)
+    assert code == 1, err
+    issues = {(q["feature"], q["issue"]) for q in body["quality"]}
+    assert ("income", "all_missing") in issues
+    assert ("region", "new_categories") in issues
+    assert ("score", "missing_column") in issues
+    assert ("surprise", "extra_column") in issues
+    assert body["features"]["income"]["drift"] is True
+    assert "all missing" in body["features"]["income"]["reason"]
+
+
+def test_the_console_script_runs_as_a_process_with_exit_codes_and_no_traceback(tables, tmp_path):
+    exe = Path(sys.executable).parent / "driftline"
+    ok = subprocess.run([str(exe), "check", "-r", str(tables["ref"]), "-c", str(tables["shifted"]),
+                         "--format", "json"], capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 1 and json.loads(ok.stdout)["drift_detected"]
+    bad = subprocess.run([str(exe), "check", "-r", str(tables["ref"]), "-c",
+                          str(tmp_path / "missing.parquet")], capture_output=True, text=True,
+                         timeout=120)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert bad.stderr.count("\n") == 1
