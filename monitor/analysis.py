@@ -28,6 +28,7 @@ from typing import Any, Literal
 import numpy as np
 
 from monitor import quality
+from monitor.parallel import parallel_map
 from monitor.profiles import (
     OTHER,
     CategoricalProfile,
@@ -40,6 +41,7 @@ from monitor.stats import registry
 from monitor.stats.base import Score, TestKind
 from monitor.stats.corrections import adjust
 from monitor.stats.ecdf import compare
+from monitor.stats.ks import ks_p_value
 from monitor.stats.samples import NumericSample
 from monitor.stats.select import Choice, choose, pool_rare, total_variation
 from monitor.stats.ztest import two_proportion_z
@@ -205,11 +207,14 @@ def analyze(
 ) -> DriftReport:
     """Compare a current profile with the reference, feature by feature."""
     settings = settings or DriftSettings()
-    pending = [
-        _score_feature(spec, reference.features[spec.name], current.features.get(spec.name), settings)
-        for spec in features
-        if spec.name in reference.features
-    ]
+    todo = [spec for spec in features if spec.name in reference.features]
+
+    def score(spec: FeatureSpec) -> _Pending:
+        return _score_feature(spec, reference.features[spec.name],
+                              current.features.get(spec.name), settings)
+
+    # the numerical kernels and sorts release the GIL: features run in parallel
+    pending = parallel_map(score, todo)
     # one correction family: every p-value test of the report
     family: list[tuple[int, str]] = []
     raw: list[float] = []
@@ -256,7 +261,8 @@ def analyze(
 
 def _distinct(profile: FeatureProfile) -> int:
     if isinstance(profile, NumericProfile):
-        return int(np.unique(profile.sample.values).size) if profile.sample.size else 0
+        values = profile.sample.values  # sorted: count the steps
+        return int(np.count_nonzero(values[1:] != values[:-1])) + 1 if values.size else 0
     return len(profile.categories) + (1 if profile.other else 0)
 
 
@@ -316,6 +322,12 @@ def _score_numeric(p: _Pending, test_name: str, ref: NumericProfile, cur: Numeri
         p.effect = total_variation(rc, cc)
         pr, pc = pool_rare(rc, cc)
         p.score = _categorical_score(pr, pc)
+        return
+    if test.name == "ks":
+        # one pass over both samples gives the KS statistic and the W1 effect
+        gap = compare(ref.sample, cur.sample)
+        p.score = Score(gap.ks, ks_p_value(gap.ks, ref.sample.n, cur.sample.n))
+        p.effect = gap.l1 / max(ref.std, 0.001)
         return
     assert test.numerical is not None
     p.score = test.numerical(ref.sample, cur.sample)

@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from monitor.errors import InputError
+from monitor.parallel import parallel_map
 from monitor.profiles import (
     CategoricalAccumulator,
     FeatureProfile,
@@ -184,23 +185,29 @@ def profile_frame(
     Columns named in ``types`` but absent from the frame are left out (the
     analysis reports them as missing columns).
     """
-    settings = settings or ProfileSettings()
-    features: dict[str, FeatureProfile] = {}
-    for name, feature_type in types.items():
-        if name not in frame.columns:
-            continue
+    chosen = settings or ProfileSettings()
+
+    def summarise(item: tuple[str, FeatureType]) -> FeatureProfile:
+        name, feature_type = item
         if progress is not None:
             progress(name)
         series = frame[name]
         if feature_type == "numerical":
-            acc = NumericAccumulator(settings)
+            acc = NumericAccumulator(chosen)
             acc.update(numeric_values(series, file=file, column=name))
-            features[name] = acc.freeze()
-        else:
-            counts, missing, invalid = category_counts(series, feature_type)
-            cat = CategoricalAccumulator(settings, feature_type=feature_type)
-            cat.update_counts(counts, missing=missing, invalid=invalid)
-            features[name] = cat.freeze()
+            return acc.freeze()
+        counts, missing, invalid = category_counts(series, feature_type)
+        cat = CategoricalAccumulator(chosen, feature_type=feature_type)
+        cat.update_counts(counts, missing=missing, invalid=invalid)
+        return cat.freeze()
+
+    present = [(n, t) for n, t in types.items() if n in frame.columns]
+    # sorting releases the GIL, so columns are summarised in parallel
+    summaries = parallel_map(summarise, present)
+    features: dict[str, FeatureProfile] = {
+        name: summary for (name, _), summary in zip(present, summaries, strict=True)
+    }
+    settings = chosen
     return Profile(
         features=features,
         rows=int(frame.shape[0]),
