@@ -54,7 +54,7 @@ def plan_from_config(config_path: str, model: str | None) -> ModelPlan:
     specs = tuple(
         FeatureSpec(name, f.type, f.test, f.threshold) for name, f in cfg.features.items()
     )
-    share = None if eff.dataset_drift == "any" else float(eff.dataset_drift.share)
+    share = eff.dataset_drift.share
     settings = DriftSettings(
         alpha=eff.alpha,
         correction=eff.correction,
@@ -70,8 +70,7 @@ def plan_from_config(config_path: str, model: str | None) -> ModelPlan:
         sketch_k=eff.profile.sketch_k,
         max_categories=eff.profile.max_categories,
     )
-    ref = str(cfg.reference_path) if getattr(cfg, "reference_path", None) else None
-    return ModelPlan(model, specs, settings, profile, ref)
+    return ModelPlan(model, specs, settings, profile, str(cfg.reference.path))
 
 
 def load_reference(

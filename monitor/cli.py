@@ -48,11 +48,11 @@ class _Steps:
     """A spinner with the current step on stderr, only for a terminal."""
 
     def __init__(self, enabled: bool) -> None:
-        self._progress = None
-        self._task = None
-        if enabled:
-            from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+        from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 
+        self._progress: Progress | None = None
+        self._task: TaskID | None = None
+        if enabled:
             self._progress = Progress(SpinnerColumn(), TextColumn("{task.description}"),
                                       TimeElapsedColumn(), transient=True)
 
@@ -84,8 +84,10 @@ def _large(*paths: str) -> bool:
 
 @app.command()
 def check(
-    reference: Annotated[str, typer.Option("--reference", "-r", help="CSV, Parquet or saved profile")],
     current: Annotated[str, typer.Option("--current", "-c", help="CSV or Parquet")],
+    reference: Annotated[str | None, typer.Option(
+        "--reference", "-r",
+        help="CSV, Parquet or saved profile (default: the model's reference in --config)")] = None,
     config: Annotated[str | None, typer.Option("--config", help="driftline YAML config")] = None,
     model: Annotated[str | None, typer.Option("--model", help="model in the config")] = None,
     fmt: Annotated[OutputFormat | None, typer.Option(
@@ -99,6 +101,9 @@ def check(
     if model is not None and config is None:
         raise _fail("--model needs --config")
     plan = batch.plan_from_config(config, model) if config else batch.ModelPlan("", None)
+    reference = reference or plan.reference
+    if reference is None:
+        raise _fail("--reference is required (or a --config whose model names a reference)")
     out_format = fmt or (OutputFormat.table if sys.stdout.isatty() else OutputFormat.json)
     with _Steps(sys.stderr.isatty() and _large(reference, current)) as step:
         result = batch.run_check(reference, current, plan, step=step, evaluated_at=_now())
@@ -134,7 +139,7 @@ def profile(
     plan = batch.plan_from_config(config, model) if config else batch.ModelPlan("", None)
     with _Steps(sys.stderr.isatty() and _large(reference)) as step:
         built = batch.build_profile(reference, plan, out, created_at=_now(), step=step)
-    kinds = {}
+    kinds: dict[str, int] = {}
     for f in built.features.values():
         kinds[f.type] = kinds.get(f.type, 0) + 1
     summary = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))

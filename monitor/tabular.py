@@ -75,9 +75,11 @@ def read_table(path: str | Path) -> pd.DataFrame:
 def _read_parquet(p: Path) -> pd.DataFrame:
     try:
         schema = pq.read_schema(p)
-        strings = [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+        strings = [f.name for f in schema
+                   if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
         table = pq.read_table(p, read_dictionary=strings)
-        return table.to_pandas()
+        frame: pd.DataFrame = table.to_pandas()
+        return frame
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise InputError(f"{p}: not a readable Parquet file ({_first_line(exc)})") from None
 

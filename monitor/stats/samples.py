@@ -95,11 +95,13 @@ class Pooled:
     @property
     def ref_cdf(self) -> FloatArray:
         """Reference ECDF at each pooled value (right-continuous)."""
-        return np.cumsum(self.ref) / self.ref.sum()
+        out: FloatArray = np.cumsum(self.ref) / self.ref.sum()
+        return out
 
     @property
     def cur_cdf(self) -> FloatArray:
-        return np.cumsum(self.cur) / self.cur.sum()
+        out: FloatArray = np.cumsum(self.cur) / self.cur.sum()
+        return out
 
     def swapped(self) -> Pooled:
         return Pooled(self.values, self.cur, self.ref, self.n_cur, self.n_ref, self.exact)
