@@ -4,9 +4,32 @@ Importing this package imports every test module so the registry is full.
 Only numpy and scipy are imported here; ``multivariate/`` alone adds torch.
 """
 
-from monitor.stats import ks  # noqa: F401  (registers itself)
+from monitor.stats import (  # noqa: F401  (each registers itself)
+    anderson,
+    chisquare,
+    cramervonmises,
+    energy,
+    hellinger,
+    jensenshannon,
+    kl,
+    ks,
+    psi,
+    tvd,
+    wasserstein,
+    ztest,
+)
 from monitor.stats.base import Score, StatTest, TestKind
 from monitor.stats.registry import all_tests, get, names
 from monitor.stats.samples import NumericSample, Pooled, pool
 
-__all__ = ["NumericSample", "Pooled", "Score", "StatTest", "TestKind", "all_tests", "get", "names", "pool"]
+__all__ = [
+    "NumericSample",
+    "Pooled",
+    "Score",
+    "StatTest",
+    "TestKind",
+    "all_tests",
+    "get",
+    "names",
+    "pool",
+]
