@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -81,23 +80,26 @@ def evidently_run(ref: pd.DataFrame, cur: pd.DataFrame, types: dict[str, str]) -
     )
 
 
+SPAWN = Path(__file__).resolve().parent / "_spawn.py"
+
+
+def spawn(argv: list[str]) -> dict[str, float]:
+    """Wall seconds, exit code and peak RSS of one process (see _spawn.py)."""
+    out = subprocess.run([sys.executable, str(SPAWN), *argv], capture_output=True, text=True,
+                         check=True)
+    result: dict[str, float] = json.loads(out.stdout)
+    return result
+
+
 def run_cli(args: list[str]) -> tuple[float, int, int]:
-    """Wall seconds, exit code and peak RSS (bytes) of one driftline process."""
-    t0 = time.perf_counter()
-    proc = subprocess.Popen([str(EXE), *args], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - t0
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return wall, proc.returncode, usage.ru_maxrss * 1024
+    r = spawn([str(EXE), *args])
+    return r["wall_s"], int(r["exit_code"]), int(r["max_rss_bytes"])
 
 
 def baseline_rss() -> int:
     """Peak RSS of an interpreter that imports what `check` imports, and nothing else."""
     code = "import monitor.cli, monitor.batch, monitor.analysis, monitor.tabular, pyarrow.parquet"
-    proc = subprocess.Popen([sys.executable, "-c", code])
-    _, _, usage = os.wait4(proc.pid, 0)
-    return int(usage.ru_maxrss * 1024)
+    return int(spawn([sys.executable, "-c", code])["max_rss_bytes"])
 
 
 def main() -> None:

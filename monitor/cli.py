@@ -163,16 +163,23 @@ def validate_config(
 
 @app.command()
 def demo() -> None:
-    """Run a drift check on the bundled sample data (the full loop comes later)."""
+    """Drift check of the bundled sample data (the full streaming loop comes later)."""
+    from monitor import batch, render
+
     root = Path(__file__).resolve().parent.parent / "sample_data"
-    ref = root / "flights" / "reference.parquet"
     cur = root / "flights" / "current.parquet"
     cfg = root / "driftline.yaml"
-    if not ref.exists():
-        raise _fail(f"sample data not found at {root}; run from a source checkout")
-    typer.echo(f"driftline demo: July 2013 flights against January-March ({cfg.name})\n")
-    check(reference=str(ref), current=str(cur), config=str(cfg), model=None,
-          fmt=OutputFormat.table)
+    if not cur.exists():
+        raise _fail(f"sample data not found at {root}; run the demo from a source checkout")
+    typer.echo("driftline demo: New York flights of July 2013 against January-March 2013\n"
+               f"  config:    {cfg}\n  current:   {cur}\n")
+    plan = batch.plan_from_config(str(cfg), None)
+    assert plan.reference is not None
+    result = batch.run_check(plan.reference, str(cur), plan, evaluated_at=_now())
+    render.print_table(result.report, sys.stdout)
+    verdict = "drift" if result.report.drift_detected else "no drift"
+    typer.echo(f"\n`driftline check` would exit {EXIT_DRIFT if result.report.drift_detected else 0}"
+               f" ({verdict}). Try: driftline check --config {cfg} --current {cur} --format json")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,7 +9,7 @@ from typing import IO, Any
 from rich.console import Console
 from rich.table import Table
 
-from monitor.analysis import DriftReport
+from monitor.analysis import DriftReport, FeatureDrift
 
 
 def report_json(report: DriftReport, extra: dict[str, Any] | None = None) -> str:
@@ -31,8 +31,26 @@ def _num(x: float | None, fmt: str = ".3g") -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, fmt)
 
 
+def short_reason(f: FeatureDrift) -> str:
+    """A few words for the table; the JSON carries the full sentence."""
+    parts = []
+    for piece in f.reason.split("; "):
+        if piece.startswith("adjusted p="):
+            parts.append("significant and material")
+        elif piece.startswith("significant"):
+            parts.append(f"significant, below the {f.effect_measure} floor")
+        elif piece.startswith("missing share"):
+            parts.append("missing share changed")
+        elif piece == "no drift":
+            parts.append("")
+        else:
+            parts.append(piece)
+    return "; ".join(p for p in parts if p)
+
+
 def print_table(report: DriftReport, out: IO[str], notes: list[str] | None = None) -> None:
-    console = Console(file=out, highlight=False, soft_wrap=False, width=max(120, 0))
+    width = None if out.isatty() else 140
+    console = Console(file=out, highlight=False, soft_wrap=False, width=width)
     verdict = "[bold red]DRIFT DETECTED[/]" if report.drift_detected else "[bold green]no drift[/]"
     title = f"{report.model + ': ' if report.model else ''}{verdict}  "
     title += f"{report.drifted_features}/{report.total_features} features drifted "
@@ -41,8 +59,8 @@ def print_table(report: DriftReport, out: IO[str], notes: list[str] | None = Non
     console.print(title)
     table = Table(show_lines=False, header_style="bold")
     for col in ("feature", "type", "test", "statistic", "p (adj.)", "effect", "missing",
-                "drift", "reason"):
-        table.add_column(col, overflow="fold")
+                "drift", "why"):
+        table.add_column(col, overflow="fold", no_wrap=col != "why")
     for f in report.features:
         table.add_row(
             f.name,
@@ -53,7 +71,7 @@ def print_table(report: DriftReport, out: IO[str], notes: list[str] | None = Non
             f"{_num(f.effect_size)} {f.effect_measure}" if f.effect_size is not None else "-",
             _num(f.missing_share, ".1%"),
             "[red]yes[/]" if f.drift else "no",
-            f.reason,
+            short_reason(f),
         )
     console.print(table)
     if report.quality:

@@ -5,8 +5,13 @@
  * and (F_ref - F_cur)^2 over the real line, which give the two-sample KS
  * statistic, the 1-Wasserstein distance and the energy distance.  numpy can
  * only do this through a sort or a binary search per value; a merge of two
- * sorted arrays is linear and allocation-free, which is what makes a 100k-row
- * window cost about as much as sorting it.
+ * sorted arrays is linear and allocation-free.
+ *
+ * A merge is a chain of dependent steps (which side is next depends on the
+ * previous step), so one merge runs at the latency of a load plus a compare
+ * per element.  The support is therefore cut at CHAINS reference quantiles
+ * into independent merges that are stepped in lock-step, which lets the CPU
+ * overlap them; the pieces are summed at the end.
  *
  * Inputs are read through the buffer protocol as contiguous float64 arrays:
  * (ref_values, ref_weights, cur_values, cur_weights).  An empty weights
@@ -16,6 +21,71 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <math.h>
+
+#define CHAINS 4
+
+typedef struct {
+    Py_ssize_t i, iend, j, jend;
+    double sr, sc, diff, prev, w1, l2, d_plus, d_minus;
+} chain_t;
+
+typedef struct {
+    const double *rv, *rw, *cv, *cw;
+    int r_unit, c_unit;
+    double ir, ic;
+} input_t;
+
+static inline void account(chain_t *s, double z) {
+    /* The state before this step is a real ECDF point only once every copy of
+     * the previous value has been consumed, i.e. when z is larger. */
+    double dz = z - s->prev;
+    double point = (double)(dz > 0.0);
+    s->w1 += fabs(s->diff) * dz;
+    s->l2 += s->diff * s->diff * dz;
+    double u = s->diff * point, v = -s->diff * point;
+    s->d_plus = u > s->d_plus ? u : s->d_plus;
+    s->d_minus = v > s->d_minus ? v : s->d_minus;
+    s->prev = z;
+}
+
+/* one element from whichever side is smaller; both sides must be non-empty */
+static inline void step_both(chain_t *s, const input_t *in) {
+    double a = in->rv[s->i], c = in->cv[s->j];
+    int t = a <= c;  /* an int keeps the index update off the FP path */
+    double take = (double)t;
+    double z = t ? a : c;
+    account(s, z);
+    double wr = in->r_unit ? 1.0 : in->rw[s->i];
+    double wc = in->c_unit ? 1.0 : in->cw[s->j];
+    s->sr += take * wr;
+    s->sc += (1.0 - take) * wc;
+    s->diff = s->sr * in->ir - s->sc * in->ic;
+    s->i += t;
+    s->j += 1 - t;
+}
+
+static void finish(chain_t *s, const input_t *in) {
+    while (s->i < s->iend && s->j < s->jend) step_both(s, in);
+    for (; s->i < s->iend; s->i++) {
+        account(s, in->rv[s->i]);
+        s->sr += in->r_unit ? 1.0 : in->rw[s->i];
+        s->diff = s->sr * in->ir - s->sc * in->ic;
+    }
+    for (; s->j < s->jend; s->j++) {
+        account(s, in->cv[s->j]);
+        s->sc += in->c_unit ? 1.0 : in->cw[s->j];
+        s->diff = s->sr * in->ir - s->sc * in->ic;
+    }
+}
+
+static Py_ssize_t lower_bound(const double *x, Py_ssize_t n, double v) {
+    Py_ssize_t lo = 0, hi = n;
+    while (lo < hi) {
+        Py_ssize_t mid = lo + (hi - lo) / 2;
+        if (x[mid] < v) lo = mid + 1; else hi = mid;
+    }
+    return lo;
+}
 
 static int get_doubles(PyObject *obj, Py_buffer *view) {
     if (PyObject_GetBuffer(obj, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) return -1;
@@ -36,11 +106,12 @@ static PyObject *compare(PyObject *self, PyObject *args) {
         if (get_doubles(o[got], &b[got]) < 0) goto fail;
     }
     {
-        const double *rv = (const double *)b[0].buf, *rw = (const double *)b[1].buf;
-        const double *cv = (const double *)b[2].buf, *cw = (const double *)b[3].buf;
+        input_t in;
+        in.rv = (const double *)b[0].buf; in.rw = (const double *)b[1].buf;
+        in.cv = (const double *)b[2].buf; in.cw = (const double *)b[3].buf;
         Py_ssize_t nr = b[0].len / 8, nc = b[2].len / 8;
-        int r_unit = b[1].len == 0, c_unit = b[3].len == 0;
-        if ((!r_unit && b[1].len != b[0].len) || (!c_unit && b[3].len != b[2].len)) {
+        in.r_unit = b[1].len == 0; in.c_unit = b[3].len == 0;
+        if ((!in.r_unit && b[1].len != b[0].len) || (!in.c_unit && b[3].len != b[2].len)) {
             PyErr_SetString(PyExc_ValueError, "weights must match values in length");
             goto fail;
         }
@@ -48,54 +119,83 @@ static PyObject *compare(PyObject *self, PyObject *args) {
             PyErr_SetString(PyExc_ValueError, "cannot compare an empty sample");
             goto fail;
         }
-        double tr = 0.0, tc = 0.0;
-        Py_ssize_t i, j;
-        if (r_unit) tr = (double)nr; else for (i = 0; i < nr; i++) tr += rw[i];
-        if (c_unit) tc = (double)nc; else for (j = 0; j < nc; j++) tc += cw[j];
-        double sr = 0.0, sc = 0.0;          /* cumulative weights so far */
-        double d_plus = 0.0, d_minus = 0.0;  /* max of F_ref - F_cur and of F_cur - F_ref */
-        double w1 = 0.0, l2 = 0.0, diff = 0.0;
+        double d_plus = 0.0, d_minus = 0.0, w1 = 0.0, l2 = 0.0, last = 0.0;
         Py_BEGIN_ALLOW_THREADS
-        /* Consume one element per step, written so the compiler can use
-         * conditional moves: with two interleaved random samples every
-         * if/else here would be a coin flip for the branch predictor.  The
-         * state after a step is a real ECDF point only once all copies of a
-         * value are consumed, i.e. when the next value is larger (dz > 0);
-         * the extremes are only taken there, so ties are handled exactly.
-         * Multiplying by inverses avoids a division per step. */
-        const double ir = 1.0 / tr, ic = 1.0 / tc;
-        double prev = rv[0] < cv[0] ? rv[0] : cv[0];
-        i = 0; j = 0;
-#define DL_STEP(Z, WR, WC)                                  \
-        {                                                   \
-            double dz = (Z) - prev;                         \
-            double point = (double)(dz > 0.0);              \
-            w1 += fabs(diff) * dz;                          \
-            l2 += diff * diff * dz;                         \
-            { double u = diff * point; d_plus = u > d_plus ? u : d_plus; }     \
-            { double v = -diff * point; d_minus = v > d_minus ? v : d_minus; } \
-            sr += (WR);                                     \
-            sc += (WC);                                     \
-            diff = sr * ir - sc * ic;                       \
-            prev = (Z);                                     \
+        double tr = 0.0, tc = 0.0;
+        Py_ssize_t k;
+        if (in.r_unit) tr = (double)nr; else for (k = 0; k < nr; k++) tr += in.rw[k];
+        if (in.c_unit) tc = (double)nc; else for (k = 0; k < nc; k++) tc += in.cw[k];
+        in.ir = 1.0 / tr;
+        in.ic = 1.0 / tc;
+
+        /* cut points: CHAINS reference quantiles; chain c covers [v_c, v_{c+1}) */
+        chain_t ch[CHAINS];
+        Py_ssize_t ri[CHAINS + 1], ci[CHAINS + 1];
+        ri[0] = 0; ci[0] = 0; ri[CHAINS] = nr; ci[CHAINS] = nc;
+        for (int c = 1; c < CHAINS; c++) {
+            double v = in.rv[(nr * c) / CHAINS];
+            ri[c] = lower_bound(in.rv, nr, v);
+            ci[c] = lower_bound(in.cv, nc, v);
+            if (ri[c] < ri[c - 1]) ri[c] = ri[c - 1];
+            if (ci[c] < ci[c - 1]) ci[c] = ci[c - 1];
         }
-        while (i < nr && j < nc) {
-            double a = rv[i], c = cv[j];
-            int t = a <= c;  /* an int keeps the index update off the FP path */
-            double take = (double)t;
-            double z = a <= c ? a : c;
-            double wr = r_unit ? 1.0 : rw[i];
-            double wc = c_unit ? 1.0 : cw[j];
-            DL_STEP(z, take * wr, (1.0 - take) * wc)
-            i += t;
-            j += 1 - t;
+        double sr0 = 0.0, sc0 = 0.0;
+        for (int c = 0; c < CHAINS; c++) {
+            chain_t *s = &ch[c];
+            memset(s, 0, sizeof(*s));
+            s->i = ri[c]; s->iend = ri[c + 1]; s->j = ci[c]; s->jend = ci[c + 1];
+            /* cumulative weights before the chain's first value */
+            if (c > 0) {
+                if (in.r_unit) sr0 = (double)ri[c];
+                else for (k = ri[c - 1]; k < ri[c]; k++) sr0 += in.rw[k];
+                if (in.c_unit) sc0 = (double)ci[c];
+                else for (k = ci[c - 1]; k < ci[c]; k++) sc0 += in.cw[k];
+            }
+            s->sr = sr0; s->sc = sc0;
+            s->diff = sr0 * in.ir - sc0 * in.ic;
+            /* the largest value before the chain: the previous ECDF point */
+            int have = 0;
+            double prev = 0.0;
+            if (s->i > 0) { prev = in.rv[s->i - 1]; have = 1; }
+            if (s->j > 0 && (!have || in.cv[s->j - 1] > prev)) { prev = in.cv[s->j - 1]; have = 1; }
+            if (!have) {
+                double a = s->i < s->iend ? in.rv[s->i] : HUGE_VAL;
+                double cc = s->j < s->jend ? in.cv[s->j] : HUGE_VAL;
+                prev = a < cc ? a : cc;
+            }
+            s->prev = prev;
         }
-        for (; i < nr; i++) DL_STEP(rv[i], r_unit ? 1.0 : rw[i], 0.0)
-        for (; j < nc; j++) DL_STEP(cv[j], 0.0, c_unit ? 1.0 : cw[j])
-#undef DL_STEP
-        /* the last state (both CDFs at 1) is a real point too */
-        if (diff > d_plus) d_plus = diff;
-        if (-diff > d_minus) d_minus = -diff;
+        /* lock-step while every chain has both sides left */
+        for (;;) {
+            int all = 1;
+            for (int c = 0; c < CHAINS; c++)
+                all &= (ch[c].i < ch[c].iend) & (ch[c].j < ch[c].jend);
+            if (!all) break;
+            for (int n = 0; n < 64; n++) {
+                int ok = 1;
+                for (int c = 0; c < CHAINS; c++)
+                    ok &= (ch[c].i < ch[c].iend) & (ch[c].j < ch[c].jend);
+                if (!ok) break;
+                for (int c = 0; c < CHAINS; c++) step_both(&ch[c], &in);
+            }
+        }
+        for (int c = 0; c < CHAINS; c++) {
+            finish(&ch[c], &in);
+            w1 += ch[c].w1;
+            l2 += ch[c].l2;
+            if (ch[c].d_plus > d_plus) d_plus = ch[c].d_plus;
+            if (ch[c].d_minus > d_minus) d_minus = ch[c].d_minus;
+        }
+        /* the state after the last value (both CDFs at 1) is a real point too */
+        last = ch[CHAINS - 1].diff;
+        if (ri[CHAINS - 1] == nr && ci[CHAINS - 1] == nc) {
+            /* trailing chains were empty: the last real state is earlier */
+            for (int c = CHAINS - 1; c >= 0; c--) {
+                if (ch[c].iend > ri[c] || ch[c].jend > ci[c]) { last = ch[c].diff; break; }
+            }
+        }
+        if (last > d_plus) d_plus = last;
+        if (-last > d_minus) d_minus = -last;
         Py_END_ALLOW_THREADS
         for (got = 3; got >= 0; got--) PyBuffer_Release(&b[got]);
         return Py_BuildValue("dddd", d_plus, d_minus, w1, l2);
