@@ -162,18 +162,25 @@ class NumericAccumulator:
     def update(self, values: NDArray[np.float64], *, invalid: int = 0) -> NumericAccumulator:
         """Add values (NaN means missing).  ``invalid`` counts rejected non-numbers."""
         self.invalid += invalid
-        arr = np.asarray(values, dtype=np.float64)
-        finite_mask = np.isfinite(arr)
-        if not finite_mask.all():
-            nan = int(np.isnan(arr).sum())
-            self.missing += nan
-            self.nonfinite += int(arr.size - finite_mask.sum()) - nan
-            arr = arr[finite_mask]
-        if arr.size == 0:
+        # Sorting first does most of the work once: numpy sorts NaN last and
+        # -inf/+inf to the ends, so the finite values are one slice, min and
+        # max are its ends, and the held chunk needs no sort at freeze time.
+        ordered = np.sort(np.asarray(values, dtype=np.float64))
+        end = int(np.searchsorted(ordered, np.nan, side="left"))
+        lo = int(np.searchsorted(ordered[:end], -np.inf, side="right"))
+        hi = int(np.searchsorted(ordered[:end], np.inf, side="left"))
+        self.missing += ordered.size - end
+        self.nonfinite += lo + (end - hi)
+        finite = ordered[lo:hi]
+        if finite.size == 0:
             return self
-        self._add_moments(int(arr.size), float(arr.mean()), float(arr.var()) * arr.size,
-                          float(arr.min()), float(arr.max()))
-        self._hold(arr)
+        mean = float(finite.sum()) / finite.size
+        centred = finite - mean
+        # square in place and sum: BLAS dot wakes its thread pool, which costs
+        # more than the arithmetic at this size
+        m2 = float(np.square(centred, out=centred).sum())
+        self._add_moments(int(finite.size), mean, m2, float(finite[0]), float(finite[-1]))
+        self._hold(finite)
         return self
 
     def _add_moments(self, n: int, mean: float, m2: float, lo: float, hi: float) -> None:
@@ -190,7 +197,7 @@ class NumericAccumulator:
         if self._sketch is not None:
             self._sketch.update(arr)
             return
-        self._chunks.append(arr.copy() if arr.base is not None else arr)
+        self._chunks.append(arr)  # sorted, owned: callers pass fresh arrays
         self._held += int(arr.size)
         if cap is not None and self._held > cap:
             self._sketch = kll_doubles_sketch(self.settings.sketch_k)
@@ -223,14 +230,30 @@ class NumericAccumulator:
         return out.merge(self).merge(other)
 
     @property
+    def moments(self) -> tuple[float, float]:
+        """(running mean, sum of squared deviations): the exact state behind mean and std,
+        for checkpoints that must restore bit for bit."""
+        return self._mean, self._m2
+
+    def set_moments(self, mean: float, m2: float) -> None:
+        """Restore what :attr:`moments` returned (checkpoint restore only)."""
+        self._mean, self._m2 = float(mean), float(m2)
+
+    @property
     def held_values(self) -> int:
         """Values held in memory: exact values, or the sketch's retained items."""
         return self._held if self._sketch is None else int(self._sketch.num_retained)
 
     def freeze(self) -> NumericProfile:
         if self._sketch is None:
-            data = np.concatenate(self._chunks) if self._chunks else np.empty(0)
-            sample = NumericSample(np.sort(data), int(data.size), True)
+            if len(self._chunks) == 1:
+                data = self._chunks[0]  # already sorted
+            elif self._chunks:
+                # sorted runs: a stable (merge-based) sort joins them cheaply
+                data = np.sort(np.concatenate(self._chunks), kind="stable")
+            else:
+                data = np.empty(0)
+            sample = NumericSample(data, int(data.size), True)
             sketch, rank_error = None, 0.0
         else:
             sample = sample_from_sketch(self._sketch)

@@ -465,11 +465,11 @@ class _Pane:
 # the moments an accumulator keeps; freeze() hands out std = sqrt(m2 / n), which loses
 # the last bits, so checkpoints carry (mean, m2) and put them back after thawing
 def _moments(acc: NumericAccumulator) -> list[float]:
-    return [acc._mean, acc._m2]
+    return list(acc.moments)
 
 
 def _set_moments(acc: NumericAccumulator, moments: Sequence[float]) -> None:
-    acc._mean, acc._m2 = float(moments[0]), float(moments[1])
+    acc.set_moments(float(moments[0]), float(moments[1]))
 
 
 # --------------------------------------------------------------------------
