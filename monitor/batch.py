@@ -120,7 +120,7 @@ def load_reference(
         step("profiling reference")
     profile = tabular.profile_frame(
         frame, {s.name: s.type for s in specs}, settings=plan.profile, file=path,
-        source=str(Path(path).name), created_at=created_at,
+        source=str(Path(path).name), created_at=created_at, progress=step,
     )
     tabular.require_values(profile, file=path)
     return profile, specs, inferred, skipped
@@ -144,7 +144,7 @@ def run_check(
         step("profiling current")
     current = tabular.profile_frame(
         frame, {s.name: s.type for s in specs}, settings=ProfileSettings(exact_cap=None),
-        file=current_path, source=str(Path(current_path).name),
+        file=current_path, source=str(Path(current_path).name), progress=step,
     )
     if step:
         step("testing")

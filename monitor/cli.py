@@ -45,21 +45,31 @@ def _fail(message: str) -> typer.Exit:
 
 
 class _Steps:
-    """A spinner with the current step on stderr, only for a terminal."""
+    """A progress bar on stderr (only for a terminal): one tick per step or feature."""
 
-    def __init__(self, enabled: bool) -> None:
-        from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
+    def __init__(self, enabled: bool, total: int) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TaskID,
+            TextColumn,
+            TimeElapsedColumn,
+        )
 
         self._progress: Progress | None = None
         self._task: TaskID | None = None
+        self._total = total
         if enabled:
-            self._progress = Progress(SpinnerColumn(), TextColumn("{task.description}"),
-                                      TimeElapsedColumn(), transient=True)
+            self._progress = Progress(TextColumn("{task.description:<24}"), BarColumn(),
+                                      MofNCompleteColumn(), TimeElapsedColumn(),
+                                      console=Console(stderr=True), transient=True)
 
     def __enter__(self) -> _Steps:
         if self._progress is not None:
             self._progress.start()
-            self._task = self._progress.add_task("starting", total=None)
+            self._task = self._progress.add_task("starting", total=self._total)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -68,18 +78,20 @@ class _Steps:
 
     def __call__(self, description: str) -> None:
         if self._progress is not None and self._task is not None:
-            self._progress.update(self._task, description=description)
+            self._progress.update(self._task, description=description[:24], advance=1)
 
 
 def _large(*paths: str) -> bool:
-    """Inputs big enough (over 20 MB) to deserve a progress display."""
+    """Inputs big enough to deserve a progress bar (20 MB; DRIFTLINE_PROGRESS_MIN_BYTES)."""
+    threshold = os.environ.get("DRIFTLINE_PROGRESS_MIN_BYTES", "")
+    limit = int(threshold) if threshold.isdigit() else 20 << 20
     total = 0
     for p in paths:
         try:
             total += Path(p).stat().st_size
         except OSError:
             pass
-    return total > 20 << 20
+    return total >= limit
 
 
 @app.command()
@@ -105,7 +117,8 @@ def check(
     if reference is None:
         raise _fail("--reference is required (or a --config whose model names a reference)")
     out_format = fmt or (OutputFormat.table if sys.stdout.isatty() else OutputFormat.json)
-    with _Steps(sys.stderr.isatty() and _large(reference, current)) as step:
+    width = len(plan.features) if plan.features else 20
+    with _Steps(sys.stderr.isatty() and _large(reference, current), 2 * width + 5) as step:
         result = batch.run_check(reference, current, plan, step=step, evaluated_at=_now())
     report = result.report
     if out_format is OutputFormat.json:
@@ -137,7 +150,8 @@ def profile(
     if model is not None and config is None:
         raise _fail("--model needs --config")
     plan = batch.plan_from_config(config, model) if config else batch.ModelPlan("", None)
-    with _Steps(sys.stderr.isatty() and _large(reference)) as step:
+    width = len(plan.features) if plan.features else 20
+    with _Steps(sys.stderr.isatty() and _large(reference), width + 3) as step:
         built = batch.build_profile(reference, plan, out, created_at=_now(), step=step)
     kinds: dict[str, int] = {}
     for f in built.features.values():

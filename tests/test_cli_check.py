@@ -187,3 +187,44 @@ def test_the_console_script_runs_as_a_process_with_exit_codes_and_no_traceback(t
                          timeout=120)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert bad.stderr.count("\n") == 1
+
+
+def _run_on_a_terminal(argv: list[str], env: dict[str, str]) -> tuple[int, str]:
+    """Run a command with stderr on a pseudo-terminal; return its exit code and what it drew."""
+    import os
+    import pty
+    import re
+    import select
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=slave, stdin=slave, env=env)
+    os.close(slave)
+    drawn = b""
+    while True:
+        ready, _, _ = select.select([master], [], [], 60)
+        if not ready:
+            break
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        drawn += chunk
+    proc.wait(timeout=60)
+    os.close(master)
+    return proc.returncode, re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", drawn.decode(errors="replace"))
+
+
+def test_a_progress_bar_is_drawn_on_a_terminal_for_large_inputs_only(tables):
+    import os
+
+    exe = str(Path(sys.executable).parent / "driftline")
+    argv = [exe, "check", "-r", str(tables["ref"]), "-c", str(tables["shifted"]), "--format", "json"]
+    env = dict(os.environ, DRIFTLINE_PROGRESS_MIN_BYTES="1")
+    code, drawn = _run_on_a_terminal(argv, env)
+    assert code == 1
+    assert "━" in drawn and "testing" in drawn
+    env["DRIFTLINE_PROGRESS_MIN_BYTES"] = str(10**12)
+    code, drawn = _run_on_a_terminal(argv, env)
+    assert code == 1 and drawn.strip() == ""
