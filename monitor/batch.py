@@ -27,6 +27,7 @@ class ModelPlan:
     settings: DriftSettings = field(default_factory=DriftSettings)
     profile: ProfileSettings = field(default_factory=ProfileSettings)
     reference: str | None = None  # the config's reference, when it names one
+    max_categories: dict[str, int] = field(default_factory=dict)  # per-feature category caps
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,8 @@ def plan_from_config(config_path: str, model: str | None) -> ModelPlan:
         sketch_k=eff.profile.sketch_k,
         max_categories=eff.profile.max_categories,
     )
-    return ModelPlan(model, specs, settings, profile, str(cfg.reference.path))
+    caps = {name: f.max_categories for name, f in cfg.features.items() if f.max_categories}
+    return ModelPlan(model, specs, settings, profile, str(cfg.reference.path), caps)
 
 
 def load_reference(
@@ -121,6 +123,7 @@ def load_reference(
     profile = tabular.profile_frame(
         frame, {s.name: s.type for s in specs}, settings=plan.profile, file=path,
         source=str(Path(path).name), created_at=created_at, progress=step,
+        max_categories=plan.max_categories,
     )
     tabular.require_values(profile, file=path)
     return profile, specs, inferred, skipped
@@ -145,6 +148,7 @@ def run_check(
     current = tabular.profile_frame(
         frame, {s.name: s.type for s in specs}, settings=ProfileSettings(exact_cap=None),
         file=current_path, source=str(Path(current_path).name), progress=step,
+        max_categories=plan.max_categories,
     )
     if step:
         step("testing")

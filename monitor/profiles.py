@@ -323,7 +323,8 @@ class CategoricalAccumulator:
         self.missing += missing
         self.invalid += invalid
         cap = self.settings.max_categories
-        for key, n in counts.items():
+        # most frequent first, so a capped batch keeps its top categories
+        for key, n in sorted(counts.items(), key=lambda kv: -kv[1]):
             if key == OTHER:
                 self.other += int(n)
             elif key in self._counts or len(self._counts) < cap:

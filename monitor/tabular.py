@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -181,11 +181,13 @@ def profile_frame(
     source: str = "",
     created_at: str = "",
     progress: Progress | None = None,
+    max_categories: Mapping[str, int] | None = None,
 ) -> Profile:
     """Summarise the given feature columns of a DataFrame.
 
     Columns named in ``types`` but absent from the frame are left out (the
-    analysis reports them as missing columns).
+    analysis reports them as missing columns).  ``max_categories`` overrides
+    the category cap of single features.
     """
     chosen = settings or ProfileSettings()
 
@@ -199,7 +201,10 @@ def profile_frame(
             acc.update(numeric_values(series, file=file, column=name))
             return acc.freeze()
         counts, missing, invalid = category_counts(series, feature_type)
-        cat = CategoricalAccumulator(chosen, feature_type=feature_type)
+        own = chosen
+        if max_categories and name in max_categories:
+            own = replace(chosen, max_categories=max_categories[name])
+        cat = CategoricalAccumulator(own, feature_type=feature_type)
         cat.update_counts(counts, missing=missing, invalid=invalid)
         return cat.freeze()
 

@@ -228,3 +228,32 @@ def test_a_progress_bar_is_drawn_on_a_terminal_for_large_inputs_only(tables):
     env["DRIFTLINE_PROGRESS_MIN_BYTES"] = str(10**12)
     code, drawn = _run_on_a_terminal(argv, env)
     assert code == 1 and drawn.strip() == ""
+
+
+def test_validate_config_exits_zero_on_the_sample_and_two_with_every_error(tmp_path, capsys):
+    code, out, err = run(["validate-config", str(SAMPLE / "driftline.yaml")], capsys)
+    assert code == 0 and out.strip().endswith(": ok")
+    bad = write(tmp_path / "bad.yaml", "models:\n  - name: m\n    reference: r.csv\n    features:\n"
+                "      a: {type: numerical, tset: ks}\n      b: {type: categorial}\n")
+    code, out, err = run(["validate-config", str(bad)], capsys)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 2, err
+    assert "bad.yaml:5:" in lines[0] and "did you mean 'test'" in lines[0]
+    assert "bad.yaml:6:" in lines[1] and "features.b.type" in lines[1]
+
+
+def test_a_per_feature_category_cap_folds_the_rest_into_other(tables, tmp_path, capsys):
+    cfg = write(tmp_path / "c.yaml", f"models:\n  - name: m\n    reference: {tables['ref']}\n"
+                "    features:\n      region: {type: categorical, max_categories: 2}\n")
+    prof = tmp_path / "p.dlprofile"
+    code, out, err = run(["profile", "-r", str(tables["ref"]), "-o", str(prof), "--config",
+                          str(cfg)], capsys)
+    assert code == 0, err
+    from monitor import profile_io
+    from monitor.profiles import OTHER, CategoricalProfile
+
+    region = profile_io.load(prof).features["region"]
+    assert isinstance(region, CategoricalProfile)
+    assert len(region.categories) == 2 and OTHER in region.as_dict()
+    counts = pd.read_parquet(tables["ref"])["region"].value_counts()
+    assert region.as_dict()[OTHER] == counts.iloc[2:].sum()
