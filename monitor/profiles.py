@@ -29,6 +29,7 @@ import numpy as np
 from datasketches import kll_doubles_sketch
 from numpy.typing import NDArray
 
+from monitor.moments import merge_moments
 from monitor.stats.samples import NumericSample
 
 FeatureType = Literal["numerical", "categorical", "boolean"]
@@ -184,11 +185,7 @@ class NumericAccumulator:
         return self
 
     def _add_moments(self, n: int, mean: float, m2: float, lo: float, hi: float) -> None:
-        total = self.count + n
-        delta = mean - self._mean
-        self._m2 += m2 + delta * delta * self.count * n / total
-        self._mean += delta * n / total
-        self.count = total
+        self.count, self._mean, self._m2 = merge_moments(self.count, self._mean, self._m2, n, mean, m2)
         self.minimum = min(self.minimum, lo)
         self.maximum = max(self.maximum, hi)
 

@@ -25,12 +25,19 @@ would have had.
 [0.5, 0.0001, 0.5]
 >>> sturges_edges(0.0, 10.0, 100).size - 1   # ceil(log2(100) + 1) bins
 8
+
+:func:`share_scores` turns one distance between two share vectors (PSI, KL,
+Jensen-Shannon, TVD) into a test's numerical and categorical score functions,
+both binning as above and giving no result when a side is empty.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
+from monitor.stats.base import NO_DATA, CategoricalFn, CountArray, NumericalFn, Score
 from monitor.stats.samples import FloatArray, NumericSample, pool
 
 # Evidently switches from per-value bins to a histogram above this many
@@ -122,3 +129,25 @@ def fill_zeroes(shares: FloatArray) -> FloatArray:
     smallest = float(nonzero.min())
     out[out == 0] = smallest / 10**6 if smallest <= 0.0001 else 0.0001
     return out
+
+
+ShareDistance = Callable[[FloatArray, FloatArray], float]
+
+
+def share_scores(distance: ShareDistance) -> tuple[NumericalFn, CategoricalFn]:
+    """The numerical and categorical score functions of ``distance`` between
+    the reference and current shares: :func:`numeric_shares` of two samples,
+    :func:`category_shares` of two count vectors; ``NO_DATA`` when a side is
+    empty."""
+
+    def numerical(reference: NumericSample, current: NumericSample) -> Score:
+        if reference.size == 0 or current.size == 0:
+            return NO_DATA
+        return Score(distance(*numeric_shares(reference, current)))
+
+    def categorical(reference_counts: CountArray, current_counts: CountArray) -> Score:
+        if not has_data(reference_counts, current_counts):
+            return NO_DATA
+        return Score(distance(*category_shares(reference_counts, current_counts)))
+
+    return numerical, categorical

@@ -31,15 +31,13 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
-from monitor.stats.base import NO_DATA, Score, StatTest, TestKind
+from monitor.stats.base import NO_DATA, Score
+from monitor.stats.distance import distance_test
 from monitor.stats.ecdf import compare
 from monitor.stats.registry import register
 from monitor.stats.samples import NumericSample
-
-# floor on the reference standard deviation, as for Wasserstein
-MIN_NORM = 0.001
+from monitor.stats.wasserstein import MIN_NORM as MIN_NORM  # the same floor
+from monitor.stats.wasserstein import reference_norm
 
 
 def energy_distance(reference: NumericSample, current: NumericSample) -> float:
@@ -50,18 +48,13 @@ def energy_distance(reference: NumericSample, current: NumericSample) -> float:
 def energy_numerical(reference: NumericSample, current: NumericSample) -> Score:
     if reference.size == 0 or current.size == 0:
         return NO_DATA
-    with np.errstate(over="ignore", invalid="ignore"):  # values near the float limits
-        norm = math.sqrt(max(reference.std(), MIN_NORM))
-    return Score(energy_distance(reference, current) / norm)
+    return Score(energy_distance(reference, current) / math.sqrt(reference_norm(reference)))
 
 
 ENERGY = register(
-    StatTest(
-        name="energy",
-        kind=TestKind.DISTANCE,
-        default_threshold=0.1,
-        symmetric=False,
-        description="energy distance normed by the square root of the reference std",
-        numerical=energy_numerical,
+    distance_test(
+        "energy",
+        "energy distance normed by the square root of the reference std",
+        energy_numerical,
     )
 )

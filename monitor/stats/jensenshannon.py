@@ -21,36 +21,23 @@ from __future__ import annotations
 
 from scipy.spatial import distance
 
-from monitor.stats.base import NO_DATA, CountArray, Score, StatTest, TestKind
-from monitor.stats.binning import category_shares, has_data, numeric_shares
+from monitor.stats.binning import share_scores
+from monitor.stats.distance import distance_test
 from monitor.stats.registry import register
-from monitor.stats.samples import FloatArray, NumericSample
+from monitor.stats.samples import FloatArray
 
 
 def js_distance(reference_shares: FloatArray, current_shares: FloatArray) -> float:
     return float(distance.jensenshannon(reference_shares, current_shares))
 
 
-def jensenshannon_numerical(reference: NumericSample, current: NumericSample) -> Score:
-    if reference.size == 0 or current.size == 0:
-        return NO_DATA
-    return Score(js_distance(*numeric_shares(reference, current)))
-
-
-def jensenshannon_categorical(reference_counts: CountArray, current_counts: CountArray) -> Score:
-    if not has_data(reference_counts, current_counts):
-        return NO_DATA
-    return Score(js_distance(*category_shares(reference_counts, current_counts)))
-
+jensenshannon_numerical, jensenshannon_categorical = share_scores(js_distance)
 
 JENSENSHANNON = register(
-    StatTest(
-        name="jensenshannon",
-        kind=TestKind.DISTANCE,
-        default_threshold=0.1,
-        symmetric=False,
-        description="Jensen-Shannon distance (Evidently binning)",
-        numerical=jensenshannon_numerical,
-        categorical=jensenshannon_categorical,
+    distance_test(
+        "jensenshannon",
+        "Jensen-Shannon distance (Evidently binning)",
+        jensenshannon_numerical,
+        jensenshannon_categorical,
     )
 )

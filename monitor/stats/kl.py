@@ -18,10 +18,10 @@ from __future__ import annotations
 
 from scipy import stats
 
-from monitor.stats.base import NO_DATA, CountArray, Score, StatTest, TestKind
-from monitor.stats.binning import category_shares, fill_zeroes, has_data, numeric_shares
+from monitor.stats.binning import fill_zeroes, share_scores
+from monitor.stats.distance import distance_test
 from monitor.stats.registry import register
-from monitor.stats.samples import FloatArray, NumericSample
+from monitor.stats.samples import FloatArray
 
 
 def kl_divergence(reference_shares: FloatArray, current_shares: FloatArray) -> float:
@@ -29,26 +29,13 @@ def kl_divergence(reference_shares: FloatArray, current_shares: FloatArray) -> f
     return float(stats.entropy(fill_zeroes(reference_shares), fill_zeroes(current_shares)))
 
 
-def kl_numerical(reference: NumericSample, current: NumericSample) -> Score:
-    if reference.size == 0 or current.size == 0:
-        return NO_DATA
-    return Score(kl_divergence(*numeric_shares(reference, current)))
-
-
-def kl_categorical(reference_counts: CountArray, current_counts: CountArray) -> Score:
-    if not has_data(reference_counts, current_counts):
-        return NO_DATA
-    return Score(kl_divergence(*category_shares(reference_counts, current_counts)))
-
+kl_numerical, kl_categorical = share_scores(kl_divergence)
 
 KL_DIV = register(
-    StatTest(
-        name="kl_div",
-        kind=TestKind.DISTANCE,
-        default_threshold=0.1,
-        symmetric=False,
-        description="Kullback-Leibler divergence of reference from current (Evidently binning)",
-        numerical=kl_numerical,
-        categorical=kl_categorical,
+    distance_test(
+        "kl_div",
+        "Kullback-Leibler divergence of reference from current (Evidently binning)",
+        kl_numerical,
+        kl_categorical,
     )
 )

@@ -40,9 +40,7 @@ def ks_p_value(statistic: float, n_ref: int, n_cur: int) -> float:
         # itself with two synthetic samples of the right sizes whose
         # statistic is D: the p-value depends only on (D, n, m).
         return _exact_p_value(statistic, n_ref, n_cur)
-    big, small = max(n_ref, n_cur), min(n_ref, n_cur)
-    en = big * small / (big + small)
-    return float(np.clip(stats.kstwo.sf(statistic, np.round(en)), 0.0, 1.0))
+    return _asymptotic_p_value(statistic, n_ref, n_cur)
 
 
 def _exact_p_value(statistic: float, n_ref: int, n_cur: int) -> float:
@@ -51,10 +49,15 @@ def _exact_p_value(statistic: float, n_ref: int, n_cur: int) -> float:
     g = math.gcd(n_ref, n_cur)
     ok, _, prob = _attempt_exact_2kssamp(n_ref, n_cur, g, statistic, "two-sided")
     if not ok:  # scipy falls back the same way
-        big, small = max(n_ref, n_cur), min(n_ref, n_cur)
-        en = big * small / (big + small)
-        prob = stats.kstwo.sf(statistic, np.round(en))
+        return _asymptotic_p_value(statistic, n_ref, n_cur)
     return float(np.clip(prob, 0.0, 1.0))
+
+
+def _asymptotic_p_value(statistic: float, n_ref: int, n_cur: int) -> float:
+    """Smirnov's ``kstwo.sf(D, round(n*m/(n+m)))``."""
+    big, small = max(n_ref, n_cur), min(n_ref, n_cur)
+    en = big * small / (big + small)
+    return float(np.clip(stats.kstwo.sf(statistic, np.round(en)), 0.0, 1.0))
 
 
 def ks_test(reference: NumericSample, current: NumericSample) -> Score:

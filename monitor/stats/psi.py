@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from monitor.stats.base import NO_DATA, CountArray, Score, StatTest, TestKind
-from monitor.stats.binning import category_shares, fill_zeroes, has_data, numeric_shares
+from monitor.stats.binning import fill_zeroes, share_scores
+from monitor.stats.distance import distance_test
 from monitor.stats.registry import register
-from monitor.stats.samples import FloatArray, NumericSample
+from monitor.stats.samples import FloatArray
 
 
 def psi(reference_shares: FloatArray, current_shares: FloatArray) -> float:
@@ -33,26 +33,10 @@ def psi(reference_shares: FloatArray, current_shares: FloatArray) -> float:
     return float(np.sum((ref - cur) * np.log(ref / cur)))
 
 
-def psi_numerical(reference: NumericSample, current: NumericSample) -> Score:
-    if reference.size == 0 or current.size == 0:
-        return NO_DATA
-    return Score(psi(*numeric_shares(reference, current)))
-
-
-def psi_categorical(reference_counts: CountArray, current_counts: CountArray) -> Score:
-    if not has_data(reference_counts, current_counts):
-        return NO_DATA
-    return Score(psi(*category_shares(reference_counts, current_counts)))
-
+psi_numerical, psi_categorical = share_scores(psi)
 
 PSI = register(
-    StatTest(
-        name="psi",
-        kind=TestKind.DISTANCE,
-        default_threshold=0.1,
-        symmetric=False,
-        description="population stability index (Evidently binning)",
-        numerical=psi_numerical,
-        categorical=psi_categorical,
+    distance_test(
+        "psi", "population stability index (Evidently binning)", psi_numerical, psi_categorical
     )
 )

@@ -25,36 +25,20 @@ from __future__ import annotations
 
 import numpy as np
 
-from monitor.stats.base import NO_DATA, CountArray, Score, StatTest, TestKind
-from monitor.stats.binning import category_shares, has_data, numeric_shares
+from monitor.stats.binning import share_scores
+from monitor.stats.distance import distance_test
 from monitor.stats.registry import register
-from monitor.stats.samples import FloatArray, NumericSample
+from monitor.stats.samples import FloatArray
 
 
 def total_variation(reference_shares: FloatArray, current_shares: FloatArray) -> float:
     return float(0.5 * np.sum(np.abs(reference_shares - current_shares)))
 
 
-def tvd_numerical(reference: NumericSample, current: NumericSample) -> Score:
-    if reference.size == 0 or current.size == 0:
-        return NO_DATA
-    return Score(total_variation(*numeric_shares(reference, current)))
-
-
-def tvd_categorical(reference_counts: CountArray, current_counts: CountArray) -> Score:
-    if not has_data(reference_counts, current_counts):
-        return NO_DATA
-    return Score(total_variation(*category_shares(reference_counts, current_counts)))
-
+tvd_numerical, tvd_categorical = share_scores(total_variation)
 
 TVD = register(
-    StatTest(
-        name="tvd",
-        kind=TestKind.DISTANCE,
-        default_threshold=0.1,
-        symmetric=False,
-        description="total variation distance (Evidently binning)",
-        numerical=tvd_numerical,
-        categorical=tvd_categorical,
+    distance_test(
+        "tvd", "total variation distance (Evidently binning)", tvd_numerical, tvd_categorical
     )
 )

@@ -9,7 +9,8 @@ many reference standard deviations" for a pure shift.
 
 Properties: distance (drift when >= 0.1, Evidently's default), numerical
 features only, not symmetric (the norm is the reference's).  The distance
-comes from the shared one-pass ECDF kernel.
+comes from the shared one-pass ECDF kernel; the norm (:func:`reference_norm`)
+is shared with :mod:`monitor.stats.energy`.
 
 >>> import numpy as np
 >>> from monitor.stats.samples import NumericSample
@@ -23,7 +24,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from monitor.stats.base import NO_DATA, Score, StatTest, TestKind
+from monitor.stats.base import NO_DATA, Score
+from monitor.stats.distance import distance_test
 from monitor.stats.ecdf import compare
 from monitor.stats.registry import register
 from monitor.stats.samples import NumericSample
@@ -37,21 +39,22 @@ def wasserstein_distance(reference: NumericSample, current: NumericSample) -> fl
     return compare(reference, current).l1
 
 
+def reference_norm(reference: NumericSample) -> float:
+    """The reference's population standard deviation floored at :data:`MIN_NORM`."""
+    with np.errstate(over="ignore", invalid="ignore"):  # values near the float limits
+        return max(reference.std(), MIN_NORM)
+
+
 def wasserstein_numerical(reference: NumericSample, current: NumericSample) -> Score:
     if reference.size == 0 or current.size == 0:
         return NO_DATA
-    with np.errstate(over="ignore", invalid="ignore"):  # values near the float limits
-        norm = max(reference.std(), MIN_NORM)
-    return Score(wasserstein_distance(reference, current) / norm)
+    return Score(wasserstein_distance(reference, current) / reference_norm(reference))
 
 
 WASSERSTEIN = register(
-    StatTest(
-        name="wasserstein",
-        kind=TestKind.DISTANCE,
-        default_threshold=0.1,
-        symmetric=False,
-        description="1-Wasserstein distance normed by the reference standard deviation",
-        numerical=wasserstein_numerical,
+    distance_test(
+        "wasserstein",
+        "1-Wasserstein distance normed by the reference standard deviation",
+        wasserstein_numerical,
     )
 )
