@@ -113,6 +113,7 @@ def write(path: Path, text: str) -> Path:
         ("header_only", "no rows"),
         ("model_without_config", "--model needs --config"),
         ("unknown_option", "No such option"),
+        ("invalid_config", "did you mean 'type'"),
     ],
 )
 def test_bad_input_gives_one_line_and_exit_two(case, fragment, tables, tmp_path, capsys):
@@ -150,6 +151,10 @@ def test_bad_input_gives_one_line_and_exit_two(case, fragment, tables, tmp_path,
         extra = ["--model", "m"]
     elif case == "unknown_option":
         extra = ["--frobnicate"]
+    elif case == "invalid_config":
+        cfg = write(tmp_path / "c.yaml", "models:\n  - name: m\n    reference: ref.parquet\n"
+                    "    features:\n      age: {tpye: numerical}\n      x: {type: wrong}\n")
+        extra = ["--config", str(cfg)]
     code, out, err = run(["check", "-r", ref, "-c", cur, "--format", "json", *extra], capsys)
     assert code == 2
     assert fragment in err, err

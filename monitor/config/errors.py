@@ -15,6 +15,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NoReturn
 
+from monitor.errors import PermanentError
+
 
 @dataclass(frozen=True)
 class ConfigIssue:
@@ -37,7 +39,7 @@ class ConfigIssue:
         return f"{where}: {self.message}"
 
 
-class ConfigError(Exception):
+class ConfigError(PermanentError):
     """A config file that cannot be used; ``issues`` lists every problem found."""
 
     def __init__(self, issues: Sequence[ConfigIssue]) -> None:
