@@ -36,9 +36,8 @@ EXACT_MAX_N = 10_000
 def ks_p_value(statistic: float, n_ref: int, n_cur: int) -> float:
     """Two-sided p-value of D for sample sizes (n_ref, n_cur), as scipy computes it."""
     if max(n_ref, n_cur) <= EXACT_MAX_N:
-        # scipy's exact two-sample distribution is private, so ask ks_2samp
-        # itself with two synthetic samples of the right sizes whose
-        # statistic is D: the p-value depends only on (D, n, m).
+        # the p-value depends only on (D, n, m): scipy's exact two-sample
+        # distribution (private) gives it without the data
         return _exact_p_value(statistic, n_ref, n_cur)
     return _asymptotic_p_value(statistic, n_ref, n_cur)
 
@@ -56,8 +55,23 @@ def _exact_p_value(statistic: float, n_ref: int, n_cur: int) -> float:
 def _asymptotic_p_value(statistic: float, n_ref: int, n_cur: int) -> float:
     """Smirnov's ``kstwo.sf(D, round(n*m/(n+m)))``."""
     big, small = max(n_ref, n_cur), min(n_ref, n_cur)
-    en = big * small / (big + small)
-    return float(np.clip(stats.kstwo.sf(statistic, np.round(en)), 0.0, 1.0))
+    en = float(np.round(big * small / (big + small)))
+    return float(np.clip(_kstwo_sf(statistic, en), 0.0, 1.0))
+
+
+def _kstwo_sf(d: float, n: float) -> float:
+    """``scipy.stats.kstwo.sf(d, n)`` without the distribution machinery's
+    per-call overhead: kstwo's support is [0, 1] and its ``_sf`` is
+    ``_kolmogn(n, d, cdf=False)``."""
+    if d <= 0.0:
+        return 1.0
+    if d >= 1.0:
+        return 0.0
+    try:
+        from scipy.stats._ksstats import _kolmogn
+    except ImportError:  # pragma: no cover - a scipy that moved it
+        return float(stats.kstwo.sf(d, n))
+    return float(_kolmogn(int(n), d, cdf=False))
 
 
 def ks_test(reference: NumericSample, current: NumericSample) -> Score:

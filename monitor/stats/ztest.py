@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import stats
+from scipy import special
 
 from monitor.stats.base import NO_DATA, CountArray, Score, StatTest, TestKind
 from monitor.stats.binning import has_data
@@ -46,7 +46,8 @@ def two_proportion_z(x1: float, n1: float, x2: float, n2: float) -> Score:
     if not variance > 0:
         return Score(0.0, 1.0)
     z = (x1 / n1 - x2 / n2) / math.sqrt(variance)
-    return Score(float(z), float(min(2.0 * stats.norm.sf(abs(z)), 1.0)))
+    # norm.sf(x) is special.ndtr(-x), minus the per-call overhead
+    return Score(float(z), float(min(2.0 * special.ndtr(-abs(z)), 1.0)))
 
 
 def z_categorical(reference_counts: CountArray, current_counts: CountArray) -> Score:
