@@ -106,10 +106,15 @@ def check(
         "--format", help="table (default on a terminal) or json (default otherwise)")] = None,
 ) -> None:
     """Batch drift check of CURRENT against REFERENCE. Exit 0 no drift, 1 drift, 2 error."""
+    import threading
+
     from monitor import batch, render
     from monitor.runtime import tune_allocator
+    from monitor.stats import ks
 
     tune_allocator()
+    # scipy.stats loads while the files are read and profiled
+    threading.Thread(target=ks.preload, name="preload-scipy", daemon=True).start()
     if model is not None and config is None:
         raise _fail("--model needs --config")
     plan = batch.plan_from_config(config, model) if config else batch.ModelPlan("", None)

@@ -6,9 +6,6 @@ import json
 import math
 from typing import IO, Any
 
-from rich.console import Console
-from rich.table import Table
-
 from monitor.analysis import DriftReport, FeatureDrift
 
 
@@ -49,6 +46,9 @@ def short_reason(f: FeatureDrift) -> str:
 
 
 def print_table(report: DriftReport, out: IO[str], notes: list[str] | None = None) -> None:
+    from rich.console import Console  # only the table needs rich
+    from rich.table import Table
+
     width = None if out.isatty() else 140
     console = Console(file=out, highlight=False, soft_wrap=False, width=width)
     verdict = "[bold red]DRIFT DETECTED[/]" if report.drift_detected else "[bold green]no drift[/]"

@@ -114,14 +114,22 @@ def infer_type(series: pd.Series) -> InferredType:
     if pd.api.types.is_datetime64_any_dtype(dtype) or pd.api.types.is_timedelta64_dtype(dtype):
         return InferredType(None, "timestamps are not monitored")
     if pd.api.types.is_numeric_dtype(dtype):
-        distinct = non_missing.unique()
-        if len(distinct) <= 2 and set(np.asarray(distinct, dtype=float).tolist()) <= {0.0, 1.0}:
-            return InferredType("boolean", "only 0/1 values")
+        lo, hi = float(non_missing.min()), float(non_missing.max())
+        if lo >= 0.0 and hi <= 1.0:  # cheap test first; unique() hashes every row
+            values = set(np.asarray(non_missing.unique(), dtype=float).tolist())
+            if values <= {0.0, 1.0}:
+                return InferredType("boolean", "only 0/1 values")
         return InferredType("numerical", "numeric column")
-    distinct_count = non_missing.nunique()
+    # work on the distinct values: a 100k-row column has a handful of categories
+    if isinstance(dtype, pd.CategoricalDtype):
+        present = non_missing.cat.remove_unused_categories().cat.categories
+        labels = pd.Series(np.asarray(present, dtype=object))
+    else:
+        labels = pd.Series(pd.unique(non_missing.to_numpy(dtype=object)))
+    distinct_count = len(labels)
     if len(non_missing) >= 100 and distinct_count >= 0.99 * len(non_missing):
         return InferredType(None, "looks like an identifier (almost every value distinct)")
-    numeric = pd.to_numeric(non_missing.astype(str), errors="coerce")
+    numeric = pd.to_numeric(labels.astype(str), errors="coerce")
     if numeric.notna().all() and distinct_count > 2:
         return InferredType("numerical", "numbers stored as text")
     return InferredType("categorical", "text column")

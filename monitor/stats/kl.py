@@ -16,7 +16,8 @@ default), not symmetric, categorical and numerical features.
 
 from __future__ import annotations
 
-from scipy import stats
+import numpy as np
+from scipy.special import rel_entr
 
 from monitor.stats.binning import fill_zeroes, share_scores
 from monitor.stats.distance import distance_test
@@ -25,8 +26,17 @@ from monitor.stats.samples import FloatArray
 
 
 def kl_divergence(reference_shares: FloatArray, current_shares: FloatArray) -> float:
-    """KL divergence of two share vectors after Evidently's zero filling."""
-    return float(stats.entropy(fill_zeroes(reference_shares), fill_zeroes(current_shares)))
+    """KL divergence of two share vectors after Evidently's zero filling.
+
+    The arithmetic of ``scipy.stats.entropy(p, q)`` (normalise both, sum
+    ``rel_entr``) without importing scipy.stats.
+    """
+    p = fill_zeroes(reference_shares)
+    q = fill_zeroes(current_shares)
+    with np.errstate(invalid="ignore"):
+        q = q / np.sum(q)
+        p = p / np.sum(p)
+    return float(np.sum(rel_entr(p, q)))
 
 
 kl_numerical, kl_categorical = share_scores(kl_divergence)

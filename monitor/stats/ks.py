@@ -22,7 +22,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import stats
 
 from monitor.stats.base import NO_DATA, Score, StatTest, TestKind
 from monitor.stats.ecdf import compare
@@ -70,8 +69,17 @@ def _kstwo_sf(d: float, n: float) -> float:
     try:
         from scipy.stats._ksstats import _kolmogn
     except ImportError:  # pragma: no cover - a scipy that moved it
+        from scipy import stats
+
         return float(stats.kstwo.sf(d, n))
     return float(_kolmogn(int(n), d, cdf=False))
+
+
+def preload() -> None:
+    """Import scipy's KS distributions now (scipy.stats costs ~0.5 s to import);
+    the CLI calls this in a background thread while it reads the data."""
+    import scipy.stats._ksstats  # noqa: F401
+    import scipy.stats._stats_py  # noqa: F401
 
 
 def ks_test(reference: NumericSample, current: NumericSample) -> Score:
