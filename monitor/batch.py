@@ -13,7 +13,7 @@ from pathlib import Path
 from monitor import profile_io, tabular
 from monitor.analysis import DriftReport, DriftSettings, FeatureSpec, Materiality, analyze
 from monitor.errors import InputError, UsageError
-from monitor.profiles import FeatureType, Profile, ProfileSettings
+from monitor.profiles import Profile, ProfileSettings
 
 Step = Callable[[str], None]
 
@@ -99,32 +99,36 @@ def load_reference(
         return profile, specs, {}, {}
     if step:
         step("reading reference")
-    frame = tabular.read_table(path)
+    frame = tabular.open_table(path)
     inferred: dict[str, str] = {}
     skipped: dict[str, str] = {}
+    source = str(Path(path).name)
     if plan.features is None:
-        types: dict[str, FeatureType] = {}
-        for name, guess in tabular.infer_types(frame).items():
+        if step:
+            step("profiling reference")
+        profile, guesses = tabular.profile_inferred(
+            frame, settings=plan.profile, file=path, source=source, created_at=created_at,
+            progress=step)
+        for name, guess in guesses.items():
             if guess.type is None:
                 skipped[name] = guess.reason
             else:
-                types[name] = guess.type
                 inferred[name] = guess.reason
-        specs = tuple(FeatureSpec(n, t) for n, t in types.items())
+        specs = tuple(FeatureSpec(n, f.type) for n, f in profile.features.items())
+        if not specs:
+            raise InputError(f"{path}: no column can be monitored")
     else:
         specs = plan.features
         absent = [s.name for s in specs if s.name not in frame.columns]
         if absent:
             raise InputError(f"{path}: no column {absent[0]!r}, which the config monitors")
-    if not specs:
-        raise InputError(f"{path}: no column can be monitored")
-    if step:
-        step("profiling reference")
-    profile = tabular.profile_frame(
-        frame, {s.name: s.type for s in specs}, settings=plan.profile, file=path,
-        source=str(Path(path).name), created_at=created_at, progress=step,
-        max_categories=plan.max_categories,
-    )
+        if step:
+            step("profiling reference")
+        profile = tabular.profile_frame(
+            frame, {s.name: s.type for s in specs}, settings=plan.profile, file=path,
+            source=source, created_at=created_at, progress=step,
+            max_categories=plan.max_categories,
+        )
     tabular.require_values(profile, file=path)
     return profile, specs, inferred, skipped
 
@@ -136,7 +140,7 @@ def run_check(
     reference, specs, inferred, skipped = load_reference(reference_path, plan, step=step)
     if step:
         step("reading current")
-    frame = tabular.read_table(current_path)
+    frame = tabular.open_table(current_path)
     common = [s for s in specs if s.name in frame.columns]
     if not common:
         raise InputError(

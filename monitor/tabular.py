@@ -9,7 +9,7 @@ line that names the file and the column.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -46,8 +46,67 @@ class InferredType:
     reason: str
 
 
-def read_table(path: str | Path) -> pd.DataFrame:
-    """Read a CSV or Parquet file; string columns come back as categoricals."""
+class Table:
+    """Named columns of one data file or DataFrame, each loaded when asked for.
+
+    Parquet files are read one column at a time, so checking a file never
+    holds more than its profile plus the column in hand.
+    """
+
+    def __init__(self, name: str, columns: Sequence[str], rows: int) -> None:
+        self.name = name
+        self.columns = tuple(str(c) for c in columns)
+        self.rows = rows
+
+    def column(self, name: str) -> pd.Series:
+        raise NotImplementedError
+
+
+class FrameTable(Table):
+    """A DataFrame already in memory."""
+
+    def __init__(self, frame: pd.DataFrame, name: str = "<data>") -> None:
+        super().__init__(name, [str(c) for c in frame.columns], int(frame.shape[0]))
+        self._frame = frame
+
+    def column(self, name: str) -> pd.Series:
+        series: pd.Series = self._frame[name]
+        return series
+
+
+class ParquetTable(Table):
+    """A Parquet file; string columns come back dictionary-encoded (categorical)."""
+
+    def __init__(self, path: Path) -> None:
+        try:
+            parquet = pq.ParquetFile(path)
+            schema = parquet.schema_arrow
+            rows = int(parquet.metadata.num_rows)
+        except (pa.ArrowException, OSError, ValueError) as exc:
+            raise InputError(f"{path}: not a readable Parquet file ({_first_line(exc)})") from None
+        index = set()
+        meta = schema.pandas_metadata or {}
+        for entry in meta.get("index_columns", []):
+            if isinstance(entry, str):  # a stored pandas index is not a feature
+                index.add(entry)
+        self._strings = {f.name for f in schema
+                         if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)}
+        self._path = path
+        super().__init__(str(path), [n for n in schema.names if n not in index], rows)
+
+    def column(self, name: str) -> pd.Series:
+        try:
+            table = pq.read_table(self._path, columns=[name],
+                                  read_dictionary=[name] if name in self._strings else None)
+            series: pd.Series = table.column(0).to_pandas()
+        except (pa.ArrowException, OSError, ValueError) as exc:
+            raise InputError(
+                f"{self._path}: column {name!r} cannot be read ({_first_line(exc)})") from None
+        return series
+
+
+def open_table(path: str | Path) -> Table:
+    """A CSV or Parquet file as a :class:`Table`; bad files are InputErrors."""
     p = Path(path)
     if not p.exists():
         raise InputError(f"{p}: no such file")
@@ -61,27 +120,24 @@ def read_table(path: str | Path) -> pd.DataFrame:
         raise InputError(f"{p}: cannot read: {exc.strerror or exc}") from None
     if size == 0:
         raise InputError(f"{p}: file is empty")
+    table: Table
     if magic == b"PAR1" or p.suffix.lower() in PARQUET_SUFFIXES:
-        frame = _read_parquet(p)
+        table = ParquetTable(p)
     else:
-        frame = _read_csv(p)
-    if frame.shape[1] == 0:
+        table = FrameTable(_read_csv(p), str(p))
+    if not table.columns:
         raise InputError(f"{p}: no columns")
-    if frame.shape[0] == 0:
+    if table.rows == 0:
         raise InputError(f"{p}: no rows")
-    return frame
+    return table
 
 
-def _read_parquet(p: Path) -> pd.DataFrame:
-    try:
-        schema = pq.read_schema(p)
-        strings = [f.name for f in schema
-                   if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
-        table = pq.read_table(p, read_dictionary=strings)
-        frame: pd.DataFrame = table.to_pandas()
-        return frame
-    except (pa.ArrowException, OSError, ValueError) as exc:
-        raise InputError(f"{p}: not a readable Parquet file ({_first_line(exc)})") from None
+def read_table(path: str | Path) -> pd.DataFrame:
+    """The whole file as a DataFrame (string columns as categoricals)."""
+    table = open_table(path)
+    if isinstance(table, FrameTable):
+        return table._frame
+    return pd.DataFrame({name: table.column(name) for name in table.columns})
 
 
 def _read_csv(p: Path) -> pd.DataFrame:
@@ -135,10 +191,6 @@ def infer_type(series: pd.Series) -> InferredType:
     return InferredType("categorical", "text column")
 
 
-def infer_types(frame: pd.DataFrame) -> dict[str, InferredType]:
-    return {str(name): infer_type(frame[name]) for name in frame.columns}
-
-
 def numeric_values(series: pd.Series, *, file: str, column: str) -> np.ndarray:
     """The column as float64 with NaN for missing; a non-number is an InputError."""
     if pd.api.types.is_bool_dtype(series.dtype):
@@ -180,8 +232,21 @@ def category_counts(series: pd.Series, feature_type: FeatureType) -> tuple[dict[
     return counts, missing, invalid
 
 
+def summarise(series: pd.Series, feature_type: FeatureType, settings: ProfileSettings, *,
+              file: str, column: str) -> FeatureProfile:
+    """One column's summary."""
+    if feature_type == "numerical":
+        acc = NumericAccumulator(settings)
+        acc.update(numeric_values(series, file=file, column=column))
+        return acc.freeze()
+    counts, missing, invalid = category_counts(series, feature_type)
+    cat = CategoricalAccumulator(settings, feature_type=feature_type)
+    cat.update_counts(counts, missing=missing, invalid=invalid)
+    return cat.freeze()
+
+
 def profile_frame(
-    frame: pd.DataFrame,
+    data: pd.DataFrame | Table,
     types: Mapping[str, FeatureType],
     *,
     settings: ProfileSettings | None = None,
@@ -191,46 +256,62 @@ def profile_frame(
     progress: Progress | None = None,
     max_categories: Mapping[str, int] | None = None,
 ) -> Profile:
-    """Summarise the given feature columns of a DataFrame.
+    """Summarise the given feature columns of a DataFrame or table.
 
-    Columns named in ``types`` but absent from the frame are left out (the
+    Columns named in ``types`` but absent from the data are left out (the
     analysis reports them as missing columns).  ``max_categories`` overrides
     the category cap of single features.
     """
     chosen = settings or ProfileSettings()
+    table = data if isinstance(data, Table) else FrameTable(data)
 
-    def summarise(item: tuple[str, FeatureType]) -> FeatureProfile:
+    def one(item: tuple[str, FeatureType]) -> FeatureProfile:
         name, feature_type = item
         if progress is not None:
             progress(name)
-        series = frame[name]
-        if feature_type == "numerical":
-            acc = NumericAccumulator(chosen)
-            acc.update(numeric_values(series, file=file, column=name))
-            return acc.freeze()
-        counts, missing, invalid = category_counts(series, feature_type)
         own = chosen
         if max_categories and name in max_categories:
             own = replace(chosen, max_categories=max_categories[name])
-        cat = CategoricalAccumulator(own, feature_type=feature_type)
-        cat.update_counts(counts, missing=missing, invalid=invalid)
-        return cat.freeze()
+        return summarise(table.column(name), feature_type, own, file=file, column=name)
 
-    present = [(n, t) for n, t in types.items() if n in frame.columns]
+    present = [(n, t) for n, t in types.items() if n in table.columns]
     # sorting releases the GIL, so columns are summarised in parallel
-    summaries = parallel_map(summarise, present)
-    features: dict[str, FeatureProfile] = {
-        name: summary for (name, _), summary in zip(present, summaries, strict=True)
-    }
-    settings = chosen
-    return Profile(
-        features=features,
-        rows=int(frame.shape[0]),
-        settings=settings,
-        columns=tuple(str(c) for c in frame.columns),
-        source=source,
-        created_at=created_at,
-    )
+    summaries = parallel_map(one, present)
+    features = {name: summary for (name, _), summary in zip(present, summaries, strict=True)}
+    return Profile(features=features, rows=table.rows, settings=chosen, columns=table.columns,
+                   source=source, created_at=created_at)
+
+
+def profile_inferred(
+    data: pd.DataFrame | Table,
+    *,
+    settings: ProfileSettings | None = None,
+    file: str = "<data>",
+    source: str = "",
+    created_at: str = "",
+    progress: Progress | None = None,
+) -> tuple[Profile, dict[str, InferredType]]:
+    """Infer every column's type and summarise the monitorable ones, reading
+    each column once.  Returns the profile and every column's guess."""
+    chosen = settings or ProfileSettings()
+    table = data if isinstance(data, Table) else FrameTable(data)
+
+    def one(name: str) -> tuple[InferredType, FeatureProfile | None]:
+        if progress is not None:
+            progress(name)
+        series = table.column(name)
+        guess = infer_type(series)
+        if guess.type is None:
+            return guess, None
+        return guess, summarise(series, guess.type, chosen, file=file, column=name)
+
+    results = parallel_map(one, list(table.columns))
+    guesses = {name: guess for name, (guess, _) in zip(table.columns, results, strict=True)}
+    features = {name: summary for name, (_, summary) in zip(table.columns, results, strict=True)
+                if summary is not None}
+    profile = Profile(features=features, rows=table.rows, settings=chosen, columns=table.columns,
+                      source=source, created_at=created_at)
+    return profile, guesses
 
 
 def require_values(profile: Profile, *, file: str) -> None:
