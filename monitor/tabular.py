@@ -1,22 +1,33 @@
 """Tables at the edge: reading CSV/Parquet, inferring feature types, and
-turning a pandas DataFrame into a :class:`~monitor.profiles.Profile`.
+turning columns into a :class:`~monitor.profiles.Profile`.
 
-This is the only module of the drift engine that touches pandas and files of
-data.  Every problem with the input becomes an :class:`InputError` with one
-line that names the file and the column.
+This is the only module of the drift engine that touches files of data.
+Columns are Arrow arrays: a Parquet file is read one column at a time without
+pandas, and a DataFrame (or a CSV file, which pandas reads) is seen through
+Arrow, mostly without copying.  Every problem with the input becomes an
+:class:`InputError` with one line that names the file and the column.
+
+pandas is imported only where a DataFrame is made (CSV files,
+:func:`read_table`): importing it costs a third of a second, and many
+pyarrow entry points that build arrays from Python objects (``pa.array``,
+``pa.scalar``, ``to_numpy``) import it too, so the column code below reads
+Arrow buffers with numpy and never calls them on the Parquet path.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from numpy.typing import NDArray
 
 from monitor.errors import InputError
 from monitor.parallel import parallel_map
@@ -30,12 +41,17 @@ from monitor.profiles import (
     category_label,
 )
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 PARQUET_SUFFIXES = {".parquet", ".pq", ".parq"}
 CSV_SUFFIXES = {".csv", ".txt", ".tsv"}
 TRUE_WORDS = {"true", "1", "yes", "y", "t", "1.0"}
 FALSE_WORDS = {"false", "0", "no", "n", "f", "0.0"}
 
 Progress = Callable[[str], None]
+#: a column: a pyarrow ChunkedArray (an Array is accepted too)
+Column = Any
 
 
 @dataclass(frozen=True)
@@ -47,7 +63,8 @@ class InferredType:
 
 
 class Table:
-    """Named columns of one data file or DataFrame, each loaded when asked for.
+    """Named columns of one data file or DataFrame, each loaded when asked for
+    as a :class:`pyarrow.ChunkedArray`.
 
     Parquet files are read one column at a time, so checking a file never
     holds more than its profile plus the column in hand.
@@ -58,51 +75,52 @@ class Table:
         self.columns = tuple(str(c) for c in columns)
         self.rows = rows
 
-    def column(self, name: str) -> pd.Series:
+    def column(self, name: str) -> Column:
         raise NotImplementedError
 
 
 class FrameTable(Table):
-    """A DataFrame already in memory."""
+    """A DataFrame already in memory; its columns are seen as Arrow arrays."""
 
     def __init__(self, frame: pd.DataFrame, name: str = "<data>") -> None:
         super().__init__(name, [str(c) for c in frame.columns], int(frame.shape[0]))
         self._frame = frame
 
-    def column(self, name: str) -> pd.Series:
-        series: pd.Series = self._frame[name]
-        return series
+    def column(self, name: str) -> Column:
+        return _from_pandas(self._frame[name])
 
 
 class ParquetTable(Table):
-    """A Parquet file; string columns come back dictionary-encoded (categorical)."""
+    """A Parquet file; string columns come back dictionary-encoded."""
 
     def __init__(self, path: Path) -> None:
         try:
-            parquet = pq.ParquetFile(path)
-            schema = parquet.schema_arrow
-            rows = int(parquet.metadata.num_rows)
+            with pq.ParquetFile(path) as parquet:
+                schema = parquet.schema_arrow
+                metadata = parquet.metadata
+            rows = int(metadata.num_rows)
         except (pa.ArrowException, OSError, ValueError) as exc:
             raise InputError(f"{path}: not a readable Parquet file ({_first_line(exc)})") from None
         index = set()
-        meta = schema.pandas_metadata or {}
+        meta = schema.pandas_metadata or {}  # plain JSON: this does not import pandas
         for entry in meta.get("index_columns", []):
             if isinstance(entry, str):  # a stored pandas index is not a feature
                 index.add(entry)
-        self._strings = {f.name for f in schema
-                         if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)}
+        self._strings = {f.name for f in schema if _is_text(f.type)}
         self._path = path
+        self._metadata = metadata
         super().__init__(str(path), [n for n in schema.names if n not in index], rows)
 
-    def column(self, name: str) -> pd.Series:
+    def column(self, name: str) -> Column:
         try:
-            table = pq.read_table(self._path, columns=[name],
-                                  read_dictionary=[name] if name in self._strings else None)
-            series: pd.Series = table.column(0).to_pandas()
+            # a file object per read (columns are read from several threads); the
+            # footer is parsed once; pandas metadata is not used, so pandas is not imported
+            with pq.ParquetFile(self._path, metadata=self._metadata,
+                                read_dictionary=[name] if name in self._strings else None) as parquet:
+                return parquet.read(columns=[name], use_pandas_metadata=False).column(0)
         except (pa.ArrowException, OSError, ValueError) as exc:
             raise InputError(
                 f"{self._path}: column {name!r} cannot be read ({_first_line(exc)})") from None
-        return series
 
 
 def open_table(path: str | Path) -> Table:
@@ -134,13 +152,17 @@ def open_table(path: str | Path) -> Table:
 
 def read_table(path: str | Path) -> pd.DataFrame:
     """The whole file as a DataFrame (string columns as categoricals)."""
+    import pandas as pd
+
     table = open_table(path)
     if isinstance(table, FrameTable):
         return table._frame
-    return pd.DataFrame({name: table.column(name) for name in table.columns})
+    return pd.DataFrame({name: table.column(name).to_pandas() for name in table.columns})
 
 
 def _read_csv(p: Path) -> pd.DataFrame:
+    import pandas as pd
+
     sep = "\t" if p.suffix.lower() == ".tsv" else ","
     try:
         frame = pd.read_csv(p, sep=sep, low_memory=False)
@@ -159,66 +181,303 @@ def _first_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
-def infer_type(series: pd.Series) -> InferredType:
-    """Guess a column's feature type from its reference values."""
+# --- pandas columns as Arrow ------------------------------------------------
+
+
+def _from_pandas(series: pd.Series) -> Column:
+    """A pandas column as a ChunkedArray with the meaning pandas gave it.
+
+    Numbers, booleans and categoricals are not copied (NaN stays NaN: every
+    function below counts NaN as missing, as pandas does).  An object column
+    is text to pandas whatever it holds, so one that Arrow reads as numbers,
+    booleans or dates is dictionary-encoded, which keeps it on the text path.
+    """
+    import pandas as pd
+
     dtype = series.dtype
-    non_missing = series.dropna()
-    if non_missing.empty:
+    try:
+        if isinstance(dtype, np.dtype) and dtype.kind == "f":
+            array = pa.array(series.to_numpy(), from_pandas=False)
+        elif isinstance(dtype, pd.CategoricalDtype):
+            # the codes as they are (a sixth of the time pa.array takes)
+            codes = series.cat.codes.to_numpy()
+            gone = codes < 0
+            indices = pa.array(codes, mask=gone) if gone.any() else pa.array(codes)
+            array = pa.DictionaryArray.from_arrays(
+                indices, pa.array(dtype.categories, from_pandas=True), safe=False)
+        else:
+            array = pa.array(series, from_pandas=True)
+    except (pa.ArrowException, TypeError, ValueError, OverflowError):
+        # mixed objects Arrow cannot hold in one type: their labels
+        missing = pd.isna(series).to_numpy()
+        labels = [None if gone else category_label(v)
+                  for v, gone in zip(series.to_numpy(dtype=object), missing, strict=True)]
+        array = pa.array(labels, type=pa.string())
+    if dtype == np.dtype(object) and not (_is_text(array.type) or pa.types.is_null(array.type)
+                                or pa.types.is_dictionary(array.type)):
+        array = array.dictionary_encode()
+    if isinstance(array, pa.ChunkedArray):
+        return array
+    return pa.chunked_array([array], type=array.type)
+
+
+# --- Arrow buffers as numpy (without pyarrow's pandas-importing converters) --
+
+
+def _chunked(column: Column) -> Any:
+    if isinstance(column, pa.ChunkedArray):
+        return column
+    return pa.chunked_array([column], type=column.type)
+
+
+def _is_text(kind: Any) -> bool:
+    checks = [pa.types.is_string, pa.types.is_large_string]
+    if hasattr(pa.types, "is_string_view"):
+        checks.append(pa.types.is_string_view)
+    return any(check(kind) for check in checks)
+
+
+def _is_number(kind: Any) -> bool:
+    return bool(pa.types.is_integer(kind) or pa.types.is_floating(kind))
+
+
+def _view(array: Any) -> NDArray[Any]:
+    """The values of a fixed-width numeric array, without a copy (slots of
+    nulls hold whatever the buffer holds)."""
+    dtype = np.dtype(array.type.to_pandas_dtype())
+    buffer = array.buffers()[1]
+    if buffer is None or len(array) == 0:
+        return np.empty(0, dtype=dtype)
+    view = np.frombuffer(buffer, dtype=dtype, count=len(array), offset=array.offset * dtype.itemsize)
+    view.flags.writeable = False  # it may be a caller's DataFrame
+    return view
+
+
+def _valid(array: Any) -> NDArray[np.bool_] | None:
+    """Which entries are not null, or None when none is."""
+    if array.null_count == 0:
+        return None
+    bits = array.buffers()[0]
+    if bits is None:  # a null-typed array
+        return np.zeros(len(array), dtype=bool)
+    start = array.offset
+    raw = np.frombuffer(bits, dtype=np.uint8, count=(start + len(array) + 7) // 8)
+    return np.unpackbits(raw, bitorder="little")[start:start + len(array)].view(bool)
+
+
+def _floats(column: Column) -> NDArray[np.float64]:
+    """A numeric or boolean column as float64, NaN where missing (no copy when
+    it is float64 without nulls in one chunk)."""
+    col = _chunked(column)
+    if pa.types.is_decimal(col.type):  # via text: Arrow's own cast is not correctly rounded
+        col = pc.cast(col, pa.string())
+    if col.type != pa.float64():
+        col = pc.cast(col, pa.float64(), safe=False)
+    parts = []
+    for chunk in col.chunks:
+        values = _view(chunk)
+        valid = _valid(chunk)
+        parts.append(values if valid is None else np.where(valid, values, np.nan))
+    if not parts:
+        return np.empty(0, dtype=np.float64)
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+@dataclass(frozen=True)
+class _Encoded:
+    """A column as distinct values and, per row, the index of its value."""
+
+    values: Any  # pa.Array of the distinct values (some may be unused)
+    counts: NDArray[np.int64]  # rows per value; 0 for missing ones (null, NaN)
+    missing: int
+    chunks: list[tuple[NDArray[Any], NDArray[np.bool_] | None]]  # (indices, valid) per chunk
+
+
+def _encode(column: Column) -> _Encoded:
+    col = _chunked(column)
+    if not pa.types.is_dictionary(col.type):
+        col = pc.dictionary_encode(col)
+    col = col.unify_dictionaries()
+    if col.num_chunks == 0:
+        col = pa.chunked_array([pa.nulls(0, col.type)], type=col.type)
+    values = col.chunk(0).dictionary
+    counts = np.zeros(len(values), dtype=np.int64)
+    chunks = []
+    for chunk in col.chunks:
+        indices = _view(chunk.indices)
+        valid = _valid(chunk)
+        if valid is not None:  # what a null's slot holds is undefined
+            indices = np.where(valid, indices, 0)
+        chunks.append((indices, valid))
+        counts += np.bincount(indices if valid is None else indices[valid], minlength=len(values))
+    missing = int(col.null_count)
+    # a null or NaN among the distinct values is missing too
+    gone = _valid(values)
+    gone = np.zeros(len(values), dtype=bool) if gone is None else ~gone
+    if pa.types.is_floating(values.type):
+        gone |= np.isnan(_view(values))
+    if gone.any():
+        missing += int(counts[gone].sum())
+        counts[gone] = 0
+    return _Encoded(values, counts, missing, chunks)
+
+
+# What pandas.to_numeric (the reader behind text columns before) takes for a
+# number: ASCII spaces around, digits with an optional point and exponent, or
+# one of the words for infinity alone; "nan" is not a number, nor is anything
+# whose decimal exponent, as pandas counts it, passes 308.
+_NUMBER = re.compile(r"[ \t\n\v\f\r]*[+-]?(\d*)(?:\.(\d*))?(?:[eE]([+-]?)(\d{1,17}))?[ \t\n\v\f\r]*",
+                     re.ASCII)
+_INFINITY = re.compile(r"[+-]?inf(?:inity)?", re.ASCII | re.IGNORECASE)
+_MAX_DIGITS = 17  # pandas reads at most 17 significant digits
+# strings whose reading Arrow's cast may not share with pandas: exponents, long digit runs
+_SUSPECT = r"[eE]|[0-9]{18}"
+
+
+def _parse_number(text: str) -> float:
+    """A number as ``pandas.to_numeric`` accepts one, correctly rounded; NaN
+    when it is not one."""
+    if _INFINITY.fullmatch(text):
+        return float(text)
+    match = _NUMBER.fullmatch(text)
+    if match is None:
+        return math.nan
+    whole, fraction, sign, power = match.groups()
+    fraction = fraction or ""
+    if not whole and not fraction:
+        return math.nan
+    exponent = max(0, len(whole) - _MAX_DIGITS)
+    exponent -= min(len(fraction), max(0, _MAX_DIGITS - len(whole)))
+    if power:
+        exponent += -int(power) if sign == "-" else int(power)
+    if exponent > 308:
+        return math.nan
+    value = float(text)
+    return math.nan if math.isinf(value) else value
+
+
+def _bits(mask: Any) -> NDArray[np.bool_]:
+    """A boolean Arrow array as numpy (null as False)."""
+    n = len(mask)
+    if n == 0:
+        return np.zeros(0, dtype=bool)
+    start = mask.offset
+    raw = np.frombuffer(mask.buffers()[1], dtype=np.uint8, count=(start + n + 7) // 8)
+    out = np.unpackbits(raw, bitorder="little")[start:start + n].view(bool)
+    valid = _valid(mask)
+    return out if valid is None else out & valid
+
+
+def _parse_values(values: Any, used: NDArray[np.bool_]) -> NDArray[np.float64]:
+    """Each distinct value as a number, NaN where it is not one (only the
+    used entries are looked at)."""
+    kind = values.type
+    if _is_number(kind) or pa.types.is_decimal(kind) or pa.types.is_boolean(kind):
+        return _floats(values)
+    recheck = used
+    parsed = np.full(len(values), np.nan)
+    if _is_text(kind):
+        try:  # fast and correctly rounded; Python reads what Arrow may read otherwise
+            parsed = np.array(_floats(pc.cast(values, pa.float64())), dtype=np.float64)
+            suspect = _bits(pc.match_substring_regex(values, _SUSPECT))
+            recheck = used & (~np.isfinite(parsed) | suspect)
+        except pa.ArrowInvalid:
+            pass
+    if recheck.any():
+        texts = values.to_pylist()
+        for i in np.flatnonzero(recheck):
+            item = texts[i]
+            parsed[i] = math.nan if item is None else _parse_number(str(item))
+    return parsed
+
+
+# --- inference and summaries ------------------------------------------------
+
+
+def infer_type(column: Column) -> InferredType:
+    """Guess a column's feature type from its reference values."""
+    col = _chunked(column)
+    kind = col.type
+    if col.null_count == len(col):
         return InferredType(None, "no values")
-    if pd.api.types.is_bool_dtype(dtype):
+    if pa.types.is_boolean(kind) or (pa.types.is_dictionary(kind)
+                                     and pa.types.is_boolean(kind.value_type)):
         return InferredType("boolean", "boolean column")
-    if pd.api.types.is_datetime64_any_dtype(dtype) or pd.api.types.is_timedelta64_dtype(dtype):
+    if pa.types.is_timestamp(kind) or pa.types.is_duration(kind):
         return InferredType(None, "timestamps are not monitored")
-    if pd.api.types.is_numeric_dtype(dtype):
-        lo, hi = float(non_missing.min()), float(non_missing.max())
-        if lo >= 0.0 and hi <= 1.0:  # cheap test first; unique() hashes every row
-            values = set(np.asarray(non_missing.unique(), dtype=float).tolist())
-            if values <= {0.0, 1.0}:
-                return InferredType("boolean", "only 0/1 values")
+    if _is_number(kind):
+        values = _floats(col)
+        lo, hi = float(np.fmin.reduce(values)), float(np.fmax.reduce(values))  # skip NaN
+        if math.isnan(lo):
+            return InferredType(None, "no values")
+        if lo >= 0.0 and hi <= 1.0 and bool(np.all((values == 0.0) | (values == 1.0)
+                                                    | np.isnan(values))):
+            return InferredType("boolean", "only 0/1 values")
         return InferredType("numerical", "numeric column")
-    # work on the distinct values: a 100k-row column has a handful of categories
-    if isinstance(dtype, pd.CategoricalDtype):
-        present = non_missing.cat.remove_unused_categories().cat.categories
-        labels = pd.Series(np.asarray(present, dtype=object))
-    else:
-        labels = pd.Series(pd.unique(non_missing.to_numpy(dtype=object)))
-    distinct_count = len(labels)
-    if len(non_missing) >= 100 and distinct_count >= 0.99 * len(non_missing):
+    # text and the rest: work on the distinct values
+    encoded = _encode(col)
+    used = encoded.counts > 0
+    present = int(encoded.counts.sum())
+    if present == 0:
+        return InferredType(None, "no values")
+    distinct_count = int(used.sum())
+    if present >= 100 and distinct_count >= 0.99 * present:
         return InferredType(None, "looks like an identifier (almost every value distinct)")
-    numeric = pd.to_numeric(labels.astype(str), errors="coerce")
-    if numeric.notna().all() and distinct_count > 2:
+    numeric = not bool(np.isnan(_parse_values(encoded.values, used)[used]).any())
+    if numeric and distinct_count > 2:
         return InferredType("numerical", "numbers stored as text")
     return InferredType("categorical", "text column")
 
 
-def numeric_values(series: pd.Series, *, file: str, column: str) -> np.ndarray:
-    """The column as float64 with NaN for missing; a non-number is an InputError."""
-    if pd.api.types.is_bool_dtype(series.dtype):
-        return series.astype("float64").to_numpy()
-    if pd.api.types.is_numeric_dtype(series.dtype):
-        return series.to_numpy(dtype=np.float64, na_value=np.nan)
-    coerced = pd.to_numeric(series.astype(object), errors="coerce")
-    bad = coerced.isna() & series.notna()
-    if bad.any():
-        position = int(np.flatnonzero(bad.to_numpy())[0])
-        value = series.iloc[position]
-        raise InputError(
-            f"{file}: column {column!r} is numerical but row {position + 1} holds "
-            f"{str(value)[:40]!r}, which is not a number"
-        )
-    return coerced.to_numpy(dtype=np.float64, na_value=np.nan)
+def numeric_values(data: Column, *, file: str, column: str) -> NDArray[np.float64]:
+    """The column as float64 with NaN for missing; a non-number is an InputError.
+
+    The array may be read-only and share memory with the column."""
+    col = _chunked(data)
+    kind = col.type
+    if _is_number(kind) or pa.types.is_boolean(kind) or pa.types.is_decimal(kind) \
+            or pa.types.is_null(kind):
+        return _floats(col)
+    encoded = _encode(col)
+    used = encoded.counts > 0
+    parsed = _parse_values(encoded.values, used)
+    bad = used & np.isnan(parsed)
+    offset = 0
+    parts = []
+    for indices, valid in encoded.chunks:
+        if bad.any():
+            wrong = bad[indices] if valid is None else bad[indices] & valid
+            if wrong.any():
+                position = offset + int(np.flatnonzero(wrong)[0])
+                index = int(indices[position - offset])
+                value = encoded.values.slice(index, 1).to_pylist()[0]
+                raise InputError(
+                    f"{file}: column {column!r} is numerical but row {position + 1} holds "
+                    f"{str(value)[:40]!r}, which is not a number"
+                )
+        values = parsed[indices]
+        if valid is not None:
+            values[~valid] = np.nan
+        parts.append(values)
+        offset += len(indices)
+    if not parts:
+        return np.empty(0, dtype=np.float64)
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
-def category_counts(series: pd.Series, feature_type: FeatureType) -> tuple[dict[str, int], int, int]:
+def category_counts(data: Column, feature_type: FeatureType) -> tuple[dict[str, int], int, int]:
     """(counts by label, missing, invalid) for a categorical or boolean column."""
-    missing = int(series.isna().sum())
-    counts_series = series.value_counts(dropna=True, sort=False)
+    col = _chunked(data)
+    if pa.types.is_null(col.type):
+        return {}, len(col), 0
+    encoded = _encode(col)
+    used = np.flatnonzero(encoded.counts > 0)
+    keys = encoded.values.to_pylist()
     counts: dict[str, int] = {}
     invalid = 0
-    for key, n in counts_series.items():
-        if n == 0:
-            continue
-        label = category_label(key)
+    for i in used:
+        n = int(encoded.counts[i])
+        label = category_label(keys[i])
         if feature_type == "boolean":
             word = label.strip().lower()
             if word in TRUE_WORDS:
@@ -226,20 +485,20 @@ def category_counts(series: pd.Series, feature_type: FeatureType) -> tuple[dict[
             elif word in FALSE_WORDS:
                 label = "false"
             else:
-                invalid += int(n)
+                invalid += n
                 continue
-        counts[label] = counts.get(label, 0) + int(n)
-    return counts, missing, invalid
+        counts[label] = counts.get(label, 0) + n
+    return counts, encoded.missing, invalid
 
 
-def summarise(series: pd.Series, feature_type: FeatureType, settings: ProfileSettings, *,
+def summarise(data: Column, feature_type: FeatureType, settings: ProfileSettings, *,
               file: str, column: str) -> FeatureProfile:
     """One column's summary."""
     if feature_type == "numerical":
         acc = NumericAccumulator(settings)
-        acc.update(numeric_values(series, file=file, column=column))
+        acc.update(numeric_values(data, file=file, column=column))
         return acc.freeze()
-    counts, missing, invalid = category_counts(series, feature_type)
+    counts, missing, invalid = category_counts(data, feature_type)
     cat = CategoricalAccumulator(settings, feature_type=feature_type)
     cat.update_counts(counts, missing=missing, invalid=invalid)
     return cat.freeze()
@@ -299,11 +558,11 @@ def profile_inferred(
     def one(name: str) -> tuple[InferredType, FeatureProfile | None]:
         if progress is not None:
             progress(name)
-        series = table.column(name)
-        guess = infer_type(series)
+        values = table.column(name)
+        guess = infer_type(values)
         if guess.type is None:
             return guess, None
-        return guess, summarise(series, guess.type, chosen, file=file, column=name)
+        return guess, summarise(values, guess.type, chosen, file=file, column=name)
 
     results = parallel_map(one, list(table.columns))
     guesses = {name: guess for name, (guess, _) in zip(table.columns, results, strict=True)}
