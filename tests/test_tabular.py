@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from monitor import tabular
+from monitor import columns, tabular
 from monitor.errors import InputError
 from monitor.profiles import CategoricalProfile, NumericProfile, ProfileSettings
 from monitor.tabular import FrameTable, ParquetTable, Table
@@ -182,7 +182,7 @@ def test_numbers_as_text_are_read_as_pandas_reads_them():
     texts = ["1", " 2 ", "+3", "-4.5", ".5", "6.", "1e3", "1E-3", "inf", "-Infinity", "+INF",
              " inf", "nan", "NaN", "", " ", "1e", "e1", "1_000", "1,000", "0x10", "\xa01",
              "\u0661", "1e400", "0e999", "1e-400", "abc", "1 2", "--1", "1.2.3"]
-    mine = [tabular._parse_number(t) for t in texts]
+    mine = [columns._parse_number(t) for t in texts]
     theirs = pd.to_numeric(pd.Series(texts, dtype=object), errors="coerce").tolist()
     for text, a, b in zip(texts, mine, theirs, strict=True):
         assert (math.isnan(a) and math.isnan(b)) or a == b, (text, a, b)
