@@ -102,8 +102,8 @@ def baseline_rss(tiny: Path) -> int:
     pages) that does not grow with the input."""
     code = ("import sys, monitor.cli, monitor.batch, monitor.analysis, monitor.render; "
             "from monitor.stats import ks; ks.preload(); "
-            "from monitor.runtime import tune_allocator; tune_allocator(); "
-            "from monitor.tabular import open_table; t = open_table(sys.argv[1]); "
+            "from monitor.tabular import open_table, release_memory_eagerly; "
+            "release_memory_eagerly(); t = open_table(sys.argv[1]); "
             "[t.column(c) for c in t.columns]")
     return int(spawn([sys.executable, "-c", code, str(tiny)])["max_rss_bytes"])
 
@@ -112,8 +112,13 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--no-evidently", action="store_true")
+    parser.add_argument("--default-allocator", action="store_true",
+                        help="skip driftline's allocator tuning (for driftline and baselines)")
     args = parser.parse_args()
-    tune_allocator()
+    if not args.default_allocator:
+        tune_allocator()
+    print("allocator:", "glibc defaults" if args.default_allocator else
+          "tuned by monitor.runtime.tune_allocator (applies to every tool in this process)")
     ref = make_table(args.rows, seed=1, shift=False)
     cur = make_table(args.rows, seed=2, shift=True)
     types = {c: ("numerical" if c.startswith("num") else "categorical") for c in ref}
@@ -187,7 +192,8 @@ def main() -> None:
               f"({results['parquet_bytes'] / 2**20:.1f} MiB Parquet)")
         print(f"  peak / input = {peak / data_bytes:.1f}x; (peak - baseline) / input = "
               f"{(peak - base) / data_bytes:.1f}x (target <= 3x)")
-    out = Path(__file__).resolve().parent / "results" / "bench_engine.json"
+    name = "bench_engine_default_allocator.json" if args.default_allocator else "bench_engine.json"
+    out = Path(__file__).resolve().parent / "results" / name
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
 

@@ -108,11 +108,12 @@ def check(
     """Batch drift check of CURRENT against REFERENCE. Exit 0 no drift, 1 drift, 2 error."""
     import threading
 
-    from monitor import batch, render
-    from monitor.runtime import tune_allocator
+    from monitor import batch, render, tabular
     from monitor.stats import ks
 
-    tune_allocator()
+    # a one-shot process: return freed memory rather than keep it for reuse
+    # (runtime.tune_allocator is for the long-running service)
+    tabular.release_memory_eagerly()
     # scipy.stats loads while the files are read and profiled
     threading.Thread(target=ks.preload, name="preload-scipy", daemon=True).start()
     if model is not None and config is None:
@@ -150,8 +151,9 @@ def profile(
     model: Annotated[str | None, typer.Option("--model", help="model in the config")] = None,
 ) -> None:
     """Build and save a reference profile."""
-    from monitor import batch
+    from monitor import batch, tabular
 
+    tabular.release_memory_eagerly()
     if model is not None and config is None:
         raise _fail("--model needs --config")
     plan = batch.plan_from_config(config, model) if config else batch.ModelPlan("", None)

@@ -56,6 +56,13 @@ CSV_SUFFIXES = {".csv", ".txt", ".tsv"}
 Progress = Callable[[str], None]
 
 
+def release_memory_eagerly() -> None:
+    """Make Arrow allocate through malloc, which hands freed column buffers
+    back at once; its default pool (jemalloc/mimalloc) keeps them cached.
+    For one-shot commands, where the peak RSS is what counts."""
+    pa.set_memory_pool(pa.system_memory_pool())
+
+
 class Table:
     """Named columns of one data file or DataFrame, each loaded when asked for
     as a :class:`pyarrow.ChunkedArray`.
