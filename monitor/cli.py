@@ -14,7 +14,6 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
 
 from monitor.errors import DriftlineError
@@ -207,20 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: every failure becomes one line on stderr and exit 2."""
     try:
         code = app(args=argv, standalone_mode=False, prog_name="driftline")
-        # click returns the exit code of typer.Exit instead of raising it
+        # in this mode click returns typer.Exit's code instead of raising it
         return int(code) if isinstance(code, int) else EXIT_OK
-    except typer.Exit as exc:
-        return int(exc.exit_code)
-    except click.exceptions.Exit as exc:
-        return int(exc.exit_code)
-    except click.UsageError as exc:
-        hint = f" (see 'driftline {exc.ctx.info_name} --help')" if exc.ctx and exc.ctx.info_name \
-            and exc.ctx.info_name != "driftline" else " (see 'driftline --help')"
-        typer.echo(f"driftline: error: {exc.format_message()}{hint}", err=True)
-        return EXIT_ERROR
-    except click.Abort:
-        typer.echo("driftline: aborted", err=True)
-        return EXIT_ERROR
     except DriftlineError as exc:
         typer.echo(f"driftline: error: {_one_line(exc)}", err=True)
         return EXIT_ERROR
@@ -228,11 +215,31 @@ def main(argv: list[str] | None = None) -> int:
         typer.echo("driftline: interrupted", err=True)
         return 130
     except Exception as exc:  # never a traceback for the user
-        if os.environ.get("DRIFTLINE_DEBUG"):
-            traceback.print_exc()
-        typer.echo(f"driftline: internal error: {type(exc).__name__}: {_one_line(exc)} "
-                   "(set DRIFTLINE_DEBUG=1 for a traceback)", err=True)
+        return _click_failure(exc)
+
+
+def _click_failure(exc: Exception) -> int:
+    """Exit, Abort and usage errors of typer's click (bundled or not), else a bug."""
+    kind = type(exc).__name__
+    if kind == "Exit":
+        return int(getattr(exc, "exit_code", EXIT_OK))
+    if kind == "Abort":
+        typer.echo("driftline: aborted", err=True)
         return EXIT_ERROR
+    format_message = getattr(exc, "format_message", None)
+    if callable(format_message):  # UsageError, NoSuchOption, BadParameter, ...
+        if not str(format_message()).strip():  # no arguments at all: help was shown
+            return EXIT_ERROR
+        ctx = getattr(exc, "ctx", None)
+        name = getattr(ctx, "info_name", None)
+        where = f"driftline {name}" if name and name != "driftline" else "driftline"
+        typer.echo(f"driftline: error: {format_message()} (see '{where} --help')", err=True)
+        return EXIT_ERROR
+    if os.environ.get("DRIFTLINE_DEBUG"):
+        traceback.print_exc()
+    typer.echo(f"driftline: internal error: {kind}: {_one_line(exc)} "
+               "(set DRIFTLINE_DEBUG=1 for a traceback)", err=True)
+    return EXIT_ERROR
 
 
 def _one_line(exc: BaseException) -> str:
