@@ -159,6 +159,7 @@ def test_bad_input_gives_one_line_and_exit_two(case, fragment, tables, tmp_path,
     assert code == 2
     assert fragment in err, err
     assert len(err.strip().splitlines()) == 1, err
+    assert err.startswith("driftline: error: "), err  # a reported error, not a bug
     assert "Traceback" not in err and out == ""
 
 
