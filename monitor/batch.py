@@ -13,6 +13,7 @@ from pathlib import Path
 from monitor import profile_io, tabular
 from monitor.analysis import DriftReport, DriftSettings, FeatureSpec, Materiality, analyze
 from monitor.errors import InputError, UsageError
+from monitor.performance_check import Bound, PerformancePlan, PerformanceResult, evaluate
 from monitor.profiles import Profile, ProfileSettings
 
 Step = Callable[[str], None]
@@ -28,6 +29,7 @@ class ModelPlan:
     profile: ProfileSettings = field(default_factory=ProfileSettings)
     reference: str | None = None  # the config's reference, when it names one
     max_categories: dict[str, int] = field(default_factory=dict)  # per-feature category caps
+    performance: PerformancePlan | None = None  # target, prediction and metric bounds
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,8 @@ class CheckResult:
     report: DriftReport
     inferred: dict[str, str]  # feature -> why it got its type (no config)
     skipped: dict[str, str]  # column -> why it is not monitored
+    performance: PerformanceResult | None = None
+    performance_note: str = ""  # why performance was not evaluated, when configured
 
 
 def plan_from_config(config_path: str, model: str | None) -> ModelPlan:
@@ -72,7 +76,13 @@ def plan_from_config(config_path: str, model: str | None) -> ModelPlan:
         max_categories=eff.profile.max_categories,
     )
     caps = {name: f.max_categories for name, f in cfg.features.items() if f.max_categories}
-    return ModelPlan(model, specs, settings, profile, str(cfg.reference.path), caps)
+    perf = None
+    if cfg.target is not None and cfg.prediction is not None:
+        bounds = {name: Bound(b.min, b.max)
+                  for name, b in (cfg.performance.metrics() if cfg.performance else {}).items()}
+        perf = PerformancePlan(cfg.target.name, cfg.target.task, cfg.prediction.name,
+                               cfg.prediction.type, bounds)
+    return ModelPlan(model, specs, settings, profile, str(cfg.reference.path), caps, perf)
 
 
 def load_reference(
@@ -158,7 +168,22 @@ def run_check(
         step("testing")
     report = analyze(reference, current, specs, plan.settings, model=plan.model,
                      evaluated_at=evaluated_at)
-    return CheckResult(report, inferred, skipped)
+    performance, note = _performance(plan.performance, frame, current_path)
+    return CheckResult(report, inferred, skipped, performance, note)
+
+
+def _performance(
+    plan: PerformancePlan | None, table: tabular.Table, path: str
+) -> tuple[PerformanceResult | None, str]:
+    """Metrics on the current data when it carries the target and the prediction."""
+    if plan is None:
+        return None, ""
+    absent = [c for c in (plan.target, plan.prediction) if c not in table.columns]
+    if absent:
+        return None, f"performance not evaluated: {path} has no column {absent[0]!r}"
+    y_true = tabular.label_values(table.column(plan.target))
+    y_pred = tabular.label_values(table.column(plan.prediction))
+    return evaluate(plan, y_true, y_pred), ""
 
 
 def build_profile(reference_path: str, plan: ModelPlan, out: str, *, created_at: str,

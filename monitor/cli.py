@@ -130,6 +130,10 @@ def check(
         extra: dict[str, object] = {"inferred_types": bool(result.inferred)}
         if result.skipped:
             extra["skipped_columns"] = result.skipped
+        if result.performance is not None:
+            extra["performance"] = result.performance.to_dict()
+        elif result.performance_note:
+            extra["performance"] = {"note": result.performance_note}
         typer.echo(render.report_json(report, extra))
     else:
         notes = []
@@ -138,6 +142,7 @@ def check(
                 f"{f.name}={f.type}" for f in report.features))
         for column, why in result.skipped.items():
             notes.append(f"not monitored: {column} ({why})")
+        notes.extend(render.performance_lines(result.performance, result.performance_note))
         render.print_table(report, sys.stdout, notes)
     raise typer.Exit(EXIT_DRIFT if report.drift_detected else EXIT_OK)
 
@@ -196,7 +201,8 @@ def demo() -> None:
     plan = batch.plan_from_config(str(cfg), None)
     assert plan.reference is not None
     result = batch.run_check(plan.reference, str(cur), plan, evaluated_at=_now())
-    render.print_table(result.report, sys.stdout)
+    render.print_table(result.report, sys.stdout,
+                       render.performance_lines(result.performance, result.performance_note))
     verdict = "drift" if result.report.drift_detected else "no drift"
     typer.echo(f"\n`driftline check` would exit {EXIT_DRIFT if result.report.drift_detected else 0}"
                f" ({verdict}). Try: driftline check --config {cfg} --current {cur} --format json")

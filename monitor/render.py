@@ -7,6 +7,7 @@ import math
 from typing import IO, Any
 
 from monitor.analysis import DriftReport, FeatureDrift
+from monitor.performance_check import PerformanceResult
 
 
 def report_json(report: DriftReport, extra: dict[str, Any] | None = None) -> str:
@@ -26,6 +27,20 @@ def _default(value: object) -> object:
 
 def _num(x: float | None, fmt: str = ".3g") -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, fmt)
+
+
+def performance_lines(result: PerformanceResult | None, note: str = "") -> list[str]:
+    """Lines about model performance for the table output."""
+    if result is None:
+        return [note] if note else []
+    shown = ", ".join(f"{k} {v:.3g}" for k, v in result.metrics.items())
+    lines = [f"performance on {result.rows} labelled rows: {shown or 'no metric defined'}"]
+    for v in result.violations:
+        bound = f">= {v['min']:g}" if "min" in v else f"<= {v['max']:g}"
+        lines.append(f"PERFORMANCE BELOW TARGET: {v['metric']} {v['value']:.3g} (wanted {bound})")
+    for metric, why in result.undefined.items():
+        lines.append(f"{metric} undefined: {why}")
+    return lines
 
 
 def short_reason(f: FeatureDrift) -> str:

@@ -20,10 +20,12 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from numpy.typing import NDArray
 
 from monitor.columns import (  # noqa: F401  (re-exported: the public column API)
     FALSE_WORDS,
@@ -183,6 +185,17 @@ def _first_line(exc: BaseException) -> str:
 
 
 # --- pandas columns as Arrow ------------------------------------------------
+
+
+def label_values(column: Column) -> NDArray[Any]:
+    """Targets or predictions: float64 (NaN missing) for numbers and booleans,
+    else an object array of strings with None for missing."""
+    kind = column.type
+    if pa.types.is_dictionary(kind):
+        kind = kind.value_type
+    if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind):
+        return numeric_values(column, file="", column="")
+    return np.array([None if v is None else str(v) for v in column.to_pylist()], dtype=object)
 
 
 def summarise(data: Column, feature_type: FeatureType, settings: ProfileSettings, *,

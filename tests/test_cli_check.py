@@ -263,3 +263,30 @@ def test_a_per_feature_category_cap_folds_the_rest_into_other(tables, tmp_path, 
     assert len(region.categories) == 2 and OTHER in region.as_dict()
     counts = pd.read_parquet(tables["ref"])["region"].value_counts()
     assert region.as_dict()[OTHER] == counts.iloc[2:].sum()
+
+
+def test_check_reports_model_performance_equal_to_scikit_learn_and_the_broken_bounds(capsys):
+    from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
+
+    code, out, err = run(["check", "--config", str(SAMPLE / "driftline.yaml"),
+                          "-c", str(SAMPLE / "flights/current.parquet"), "--format", "json"], capsys)
+    perf = json.loads(out)["performance"]
+    frame = pd.read_parquet(SAMPLE / "flights/current.parquet")
+    labelled = frame.dropna(subset=["arrived_late", "delay_score"])
+    y, score = labelled["arrived_late"].astype(int), labelled["delay_score"]
+    assert perf["rows"] == len(labelled) and perf["dropped"] == len(frame) - len(labelled)
+    assert perf["metrics"]["roc_auc"] == pytest.approx(roc_auc_score(y, score), abs=1e-12)
+    assert perf["metrics"]["accuracy"] == pytest.approx(accuracy_score(y, score >= 0.5), abs=1e-12)
+    assert perf["metrics"]["log_loss"] == pytest.approx(log_loss(y, score), abs=1e-9)
+    # the sample config wants accuracy >= 0.72; July reaches about 0.69
+    assert [v["metric"] for v in perf["violations"]] == ["accuracy"]
+
+
+def test_performance_is_skipped_with_a_note_when_the_current_data_has_no_labels(tmp_path, capsys):
+    frame = pd.read_parquet(SAMPLE / "flights/current.parquet").drop(columns=["arrived_late"])
+    path = tmp_path / "unlabelled.parquet"
+    frame.to_parquet(path)
+    code, out, err = run(["check", "--config", str(SAMPLE / "driftline.yaml"), "-c", str(path),
+                          "--format", "json"], capsys)
+    assert code == 1, err
+    assert "no column 'arrived_late'" in json.loads(out)["performance"]["note"]
