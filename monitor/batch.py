@@ -7,7 +7,7 @@ config, or inferred), build profiles, run the analysis.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from monitor import profile_io, tabular
@@ -86,7 +86,8 @@ def plan_from_config(config_path: str, model: str | None) -> ModelPlan:
 
 
 def load_reference(
-    path: str, plan: ModelPlan, *, step: Step | None = None, created_at: str = ""
+    path: str, plan: ModelPlan, *, step: Step | None = None, created_at: str = "",
+    exact: bool = False,
 ) -> tuple[Profile, tuple[FeatureSpec, ...], dict[str, str], dict[str, str]]:
     """The reference profile and the features to check against it."""
     if profile_io.is_profile(path):
@@ -110,6 +111,9 @@ def load_reference(
     if step:
         step("reading reference")
     frame = tabular.open_table(path)
+    # a check against raw data keeps every value (results equal scipy's);
+    # a saved profile applies the cap so the file stays small
+    settings = replace(plan.profile, exact_cap=None) if exact else plan.profile
     inferred: dict[str, str] = {}
     skipped: dict[str, str] = {}
     source = str(Path(path).name)
@@ -117,7 +121,7 @@ def load_reference(
         if step:
             step("profiling reference")
         profile, guesses = tabular.profile_inferred(
-            frame, settings=plan.profile, file=path, source=source, created_at=created_at,
+            frame, settings=settings, file=path, source=source, created_at=created_at,
             progress=step)
         for name, guess in guesses.items():
             if guess.type is None:
@@ -135,7 +139,7 @@ def load_reference(
         if step:
             step("profiling reference")
         profile = tabular.profile_frame(
-            frame, {s.name: s.type for s in specs}, settings=plan.profile, file=path,
+            frame, {s.name: s.type for s in specs}, settings=settings, file=path,
             source=source, created_at=created_at, progress=step,
             max_categories=plan.max_categories,
         )
@@ -147,7 +151,8 @@ def run_check(
     reference_path: str, current_path: str, plan: ModelPlan, *, step: Step | None = None,
     evaluated_at: str | None = None,
 ) -> CheckResult:
-    reference, specs, inferred, skipped = load_reference(reference_path, plan, step=step)
+    reference, specs, inferred, skipped = load_reference(reference_path, plan, step=step,
+                                                         exact=True)
     if step:
         step("reading current")
     frame = tabular.open_table(current_path)

@@ -290,3 +290,24 @@ def test_performance_is_skipped_with_a_note_when_the_current_data_has_no_labels(
                           "--format", "json"], capsys)
     assert code == 1, err
     assert "no column 'arrived_late'" in json.loads(out)["performance"]["note"]
+
+
+def test_a_large_raw_reference_is_checked_exactly_while_its_saved_profile_is_sketched(
+        tmp_path, rng, capsys):
+    ref = pd.DataFrame({"x": rng.normal(size=120_000)})  # above the default exact cap
+    cur = pd.DataFrame({"x": rng.normal(0.02, 1, 5_000)})
+    ref.to_parquet(tmp_path / "ref.parquet")
+    cur.to_parquet(tmp_path / "cur.parquet")
+    _, out, _ = run(["check", "-r", str(tmp_path / "ref.parquet"), "-c",
+                     str(tmp_path / "cur.parquet"), "--format", "json"], capsys)
+    expected = stats.ks_2samp(ref["x"], cur["x"])
+    x = json.loads(out)["features"]["x"]
+    assert x["statistic"] == pytest.approx(expected.statistic, abs=1e-12)
+    assert x["p_value"] == pytest.approx(expected.pvalue, abs=1e-9)
+    run(["profile", "-r", str(tmp_path / "ref.parquet"), "-o", str(tmp_path / "p.dlprofile")],
+        capsys)
+    _, out, _ = run(["check", "-r", str(tmp_path / "p.dlprofile"), "-c",
+                     str(tmp_path / "cur.parquet"), "--format", "json"], capsys)
+    sketched = json.loads(out)["features"]["x"]
+    # KLL k=1024 rank error ~0.3%, plus half a grid step
+    assert abs(sketched["statistic"] - expected.statistic) <= 0.003 + 1 / 4096
