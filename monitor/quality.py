@@ -25,14 +25,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from monitor.profiles import OTHER, CategoricalProfile, NumericProfile, Profile
 
-if TYPE_CHECKING:
-    from monitor.analysis import FeatureSpec
+
+class FeatureSpec(Protocol):
+    """What the checks need of a monitored feature (analysis.FeatureSpec has it)."""
+
+    @property
+    def name(self) -> str: ...
 
 #: share of current values outside the reference range worth reporting
 OUT_OF_RANGE_SHARE = 0.01
