@@ -30,7 +30,6 @@ import numpy as np
 from monitor import quality
 from monitor.parallel import parallel_map
 from monitor.profiles import (
-    OTHER,
     CategoricalProfile,
     FeatureProfile,
     FeatureType,
@@ -44,6 +43,7 @@ from monitor.stats.ecdf import compare
 from monitor.stats.ks import ks_p_value
 from monitor.stats.samples import NumericSample
 from monitor.stats.select import Choice, choose, pool_rare, total_variation
+from monitor.stats.wasserstein import MIN_NORM
 from monitor.stats.ztest import two_proportion_z
 
 Correction = Literal["none", "bonferroni", "bh"]
@@ -261,8 +261,7 @@ def analyze(
 
 def _distinct(profile: FeatureProfile) -> int:
     if isinstance(profile, NumericProfile):
-        values = profile.sample.values  # sorted: count the steps
-        return int(np.count_nonzero(values[1:] != values[:-1])) + 1 if values.size else 0
+        return profile.sample.distinct_count
     return len(profile.categories) + (1 if profile.other else 0)
 
 
@@ -327,7 +326,7 @@ def _score_numeric(p: _Pending, test_name: str, ref: NumericProfile, cur: Numeri
         # one pass over both samples gives the KS statistic and the W1 effect
         gap = compare(ref.sample, cur.sample)
         p.score = Score(gap.ks, ks_p_value(gap.ks, ref.sample.n, cur.sample.n))
-        p.effect = gap.l1 / max(ref.std, 0.001)
+        p.effect = _normed(gap.l1, ref)
         return
     assert test.numerical is not None
     p.score = test.numerical(ref.sample, cur.sample)
@@ -339,7 +338,12 @@ def _score_numeric(p: _Pending, test_name: str, ref: NumericProfile, cur: Numeri
 
 def normed_wasserstein(ref: NumericProfile, current: NumericSample) -> float:
     """W1 between the samples over the reference's standard deviation (floor 0.001)."""
-    return compare(ref.sample, current).l1 / max(ref.std, 0.001)
+    return _normed(compare(ref.sample, current).l1, ref)
+
+
+def _normed(w1: float, ref: NumericProfile) -> float:
+    # the profile's std is exact even when its sample is a sketch's grid
+    return w1 / max(ref.std, MIN_NORM)
 
 
 def aligned_counts(
@@ -364,19 +368,13 @@ def _categorical_score(rc: np.ndarray, cc: np.ndarray) -> Score:
 def _score_categorical(
     p: _Pending, test_name: str, ref: CategoricalProfile, cur: CategoricalProfile, *, pooled: bool
 ) -> None:
-    keys, rc, cc = aligned_counts(ref, cur)
-    if not ref.other:
-        p.new_categories = tuple(k for k, r, c in zip(keys, rc, cc, strict=True)
-                                 if r == 0 and c > 0 and k != OTHER)
-    test = registry.get(test_name)
-    if pooled:
+    _, rc, cc = aligned_counts(ref, cur)
+    p.new_categories = quality.new_categories(ref, cur)
+    if pooled:  # the automatic choice: chi-square or z on the pooled counts
         p.effect = total_variation(rc, cc)
-        pr, pc = pool_rare(rc, cc)
-        p.score = _categorical_score(pr, pc) if test.name in ("chisquare", "z") else None
-        if p.score is None:
-            assert test.categorical is not None
-            p.score = test.categorical(pr, pc)
+        p.score = _categorical_score(*pool_rare(rc, cc))
         return
+    test = registry.get(test_name)
     assert test.categorical is not None
     p.score = test.categorical(rc, cc)
     p.effect = total_variation(rc, cc) if p.kind is TestKind.P_VALUE else p.score.statistic

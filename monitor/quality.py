@@ -118,17 +118,25 @@ def _numeric_findings(name: str, ref: NumericProfile, cur: NumericProfile) -> li
     return out
 
 
+def new_categories(ref: CategoricalProfile, cur: CategoricalProfile) -> tuple[str, ...]:
+    """Current categories the reference never had; unknowable when the reference
+    folded some categories into "other"."""
+    if ref.other:
+        return ()
+    known = set(ref.categories)
+    return tuple(k for k in cur.categories if k not in known)
+
+
 def _categorical_findings(name: str, ref: CategoricalProfile, cur: CategoricalProfile) -> list[Finding]:
     out: list[Finding] = []
     ref_map = ref.as_dict()
     cur_map = cur.as_dict()
-    if not ref.other:
-        new = [k for k in cur.categories if k not in ref_map]
-        if new:
-            n_new = sum(cur_map[k] for k in new)
-            out.append(Finding(name, "new_categories",
-                               f"{len(new)} unseen categories ({n_new / cur.count:.1%} of values): "
-                               f"{_list(new)}", float(len(new))))
+    new = new_categories(ref, cur)
+    if new:
+        n_new = sum(cur_map[k] for k in new)
+        out.append(Finding(name, "new_categories",
+                           f"{len(new)} unseen categories ({n_new / cur.count:.1%} of values): "
+                           f"{_list(new)}", float(len(new))))
     ref_total = ref.count
     vanished = [
         k for k, n in ref_map.items()

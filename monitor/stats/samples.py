@@ -64,6 +64,12 @@ class NumericSample:
         return self.n / self.values.size if self.values.size else 0.0
 
     @cached_property
+    def distinct_count(self) -> int:
+        """Number of distinct values (the values are sorted: count the steps)."""
+        values = self.values
+        return int(np.count_nonzero(values[1:] != values[:-1])) + 1 if values.size else 0
+
+    @cached_property
     def distinct(self) -> tuple[FloatArray, FloatArray]:
         """Distinct values and the observations at each (weights sum to ``n``)."""
         values, counts = np.unique(self.values, return_counts=True)

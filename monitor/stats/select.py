@@ -33,6 +33,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from monitor.stats import tvd
+
 #: numerical features with at most this many distinct reference values are discrete
 DISCRETE_MAX_DISTINCT = 10
 #: chi-square needs expected counts of at least this much per cell
@@ -99,4 +101,4 @@ def total_variation(reference: NDArray[np.float64], current: NDArray[np.float64]
     a, b = reference.sum(), current.sum()
     if a == 0 or b == 0:
         return float("nan")
-    return float(0.5 * np.abs(reference / a - current / b).sum())
+    return tvd.total_variation(reference / a, current / b)
