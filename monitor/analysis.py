@@ -41,7 +41,7 @@ from monitor.stats.base import Score, TestKind
 from monitor.stats.corrections import adjust
 from monitor.stats.ecdf import compare
 from monitor.stats.ks import ks_p_value
-from monitor.stats.samples import NumericSample
+from monitor.stats.samples import NumericSample, union_weights
 from monitor.stats.select import Choice, choose, pool_rare, total_variation
 from monitor.stats.wasserstein import MIN_NORM
 from monitor.stats.ztest import two_proportion_z
@@ -311,13 +311,7 @@ def _score_numeric(p: _Pending, test_name: str, ref: NumericProfile, cur: Numeri
     test = registry.get(test_name)
     if test.name == "chisquare" and p.spec.test is None:
         # discrete numerical feature: compare the value frequencies
-        r_vals, r_w = ref.sample.distinct
-        c_vals, c_w = cur.sample.distinct
-        support = np.union1d(r_vals, c_vals)
-        rc = np.zeros(support.size)
-        cc = np.zeros(support.size)
-        rc[np.searchsorted(support, r_vals)] = r_w
-        cc[np.searchsorted(support, c_vals)] = c_w
+        _, rc, cc = union_weights(ref.sample, cur.sample)
         p.effect = total_variation(rc, cc)
         pr, pc = pool_rare(rc, cc)
         p.score = _categorical_score(pr, pc)

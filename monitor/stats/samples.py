@@ -117,6 +117,15 @@ def pool(reference: NumericSample, current: NumericSample) -> Pooled:
     """Both samples on their common sorted support."""
     if reference.size == 0 or current.size == 0:
         raise ValueError("cannot pool an empty sample")
+    values, ref, cur = union_weights(reference, current)
+    return Pooled(values, ref, cur, reference.n, current.n, reference.exact and current.exact)
+
+
+def union_weights(
+    reference: NumericSample, current: NumericSample
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """The sorted union of both samples' distinct values and each side's weight
+    at every value (zero where absent); either sample may be empty."""
     ref_values, ref_w = reference.distinct
     cur_values, cur_w = current.distinct
     values = np.union1d(ref_values, cur_values)
@@ -124,4 +133,4 @@ def pool(reference: NumericSample, current: NumericSample) -> Pooled:
     cur = np.zeros(values.size)
     ref[np.searchsorted(values, ref_values)] = ref_w
     cur[np.searchsorted(values, cur_values)] = cur_w
-    return Pooled(values, ref, cur, reference.n, current.n, reference.exact and current.exact)
+    return values, ref, cur
