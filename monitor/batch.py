@@ -9,12 +9,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from monitor import profile_io, tabular
 from monitor.analysis import DriftReport, DriftSettings, FeatureSpec, Materiality, analyze
 from monitor.errors import InputError, UsageError
 from monitor.performance_check import Bound, PerformancePlan, PerformanceResult, evaluate
 from monitor.profiles import Profile, ProfileSettings
+
+if TYPE_CHECKING:
+    from monitor.config import Config
 
 Step = Callable[[str], None]
 
@@ -54,6 +58,11 @@ def plan_from_config(config_path: str, model: str | None) -> ModelPlan:
         model = names[0]
     elif model not in names:
         raise UsageError(f"{config_path}: no model named {model!r} (models: {', '.join(names)})")
+    return plan_for(config, model)
+
+
+def plan_for(config: Config, model: str) -> ModelPlan:
+    """The plan of one model of a loaded config."""
     cfg = config.model(model)
     eff = config.effective(model)
     specs = tuple(

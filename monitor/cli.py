@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sys
 import traceback
+from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -184,6 +185,60 @@ def validate_config(
         typer.echo(format_issues(issues), err=True)
         raise typer.Exit(EXIT_ERROR)
     typer.echo(f"{path}: ok")
+
+
+@app.command()
+def serve(
+    config: Annotated[str, typer.Option("--config", help="driftline YAML config")],
+    host: Annotated[str, typer.Option("--host", help="address the API listens on")] = "0.0.0.0",
+    port: Annotated[int, typer.Option("--port", help="API port (/metrics, /healthz, ...)",
+                                      min=0, max=65535)] = 8000,
+    log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning")] = "info",
+) -> None:
+    """The streaming monitor: consume predictions and labels from Kafka, evaluate
+    windows, serve the API and /metrics. Stops cleanly on SIGTERM or Ctrl-C."""
+    import logging
+
+    import uvicorn
+
+    from monitor import runtime
+    from monitor.api import create_app
+    from monitor.export import make_registry
+    from monitor.service import Service
+
+    logging.basicConfig(level=log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("kafka").setLevel(logging.WARNING)
+    runtime.tune_allocator()
+    service = Service(config)
+    app_ = create_app(service, make_registry(service.status))
+    server = uvicorn.Server(uvicorn.Config(app_, host=host, port=port, log_level="warning",
+                                           access_log=False, lifespan="off"))
+    service.start()
+    watchdog_stop = _watch(service, server)
+    try:
+        server.run()
+    finally:
+        watchdog_stop()
+        service.stop()
+    if service.failure is not None:
+        raise _fail(f"the consumer stopped: {service.failure}")
+
+
+def _watch(service: object, server: object) -> Callable[[], None]:
+    """Stop the API when the consumer thread dies, so the pod restarts."""
+    import threading
+
+    done = threading.Event()
+
+    def run() -> None:
+        while not done.wait(0.5):
+            if not getattr(service, "alive", True):
+                server.should_exit = True  # type: ignore[attr-defined]
+                return
+
+    threading.Thread(target=run, name="driftline-watchdog", daemon=True).start()
+    return done.set
 
 
 @app.command()

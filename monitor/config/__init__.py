@@ -40,8 +40,10 @@ from monitor.config.integrations import (
     AlertsConfig,
     KafkaConfig,
     KafkaTopics,
+    LabelJoinConfig,
     RetrainAction,
     RollbackAction,
+    ServiceConfig,
 )
 from monitor.config.loader import load_config, validate_file
 from monitor.config.models import Config, DefaultsConfig, EffectiveModelSettings, ModelConfig
@@ -69,6 +71,8 @@ __all__ = [
     "ResolvedPath",
     "RetrainAction",
     "RollbackAction",
+    "ServiceConfig",
+    "LabelJoinConfig",
     "TargetSpec",
     "WindowSpec",
     "format_duration",

@@ -17,6 +17,8 @@ from monitor.config.fields import (
     Duration,
     Namespace,
     NonEmptyStr,
+    PositiveDuration,
+    PositiveInt,
     ResolvedPath,
     SeverityField,
     StrictBool,
@@ -78,3 +80,26 @@ class KafkaConfig(_Strict):
     bootstrap_servers: Annotated[str, AfterValidator(_check_bootstrap)] = "localhost:9092"
     topics: KafkaTopics = KafkaTopics()
     group_id: NonEmptyStr = "driftline"
+    #: partitions of the topics driftline creates when they do not exist yet;
+    #: predictions and labels need the same count (a model's two streams meet
+    #: on one replica by partition number)
+    partitions: Annotated[int, Field(ge=1, le=10_000)] = 4
+
+
+class LabelJoinConfig(_Strict):
+    """How long predictions wait for their label, and how many wait at most
+    per model; older or surplus predictions are evicted and counted."""
+
+    ttl: PositiveDuration = 7 * 86400.0
+    max_pending: PositiveInt = 100_000
+
+
+class ServiceConfig(_Strict):
+    """The streaming service (``driftline serve``): reports kept per model,
+    how often state is checkpointed, the largest message accepted and the
+    label join."""
+
+    history: Annotated[int, Field(ge=1, le=10_000)] = 50
+    checkpoint_interval: PositiveDuration = 10.0
+    max_message_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 1_048_576
+    label_join: LabelJoinConfig = LabelJoinConfig()

@@ -29,7 +29,7 @@ from monitor.config.fields import (
     ResolvedPath,
     Version,
 )
-from monitor.config.integrations import ActionsConfig, AlertsConfig, KafkaConfig
+from monitor.config.integrations import ActionsConfig, AlertsConfig, KafkaConfig, ServiceConfig
 from monitor.config.settings import DatasetDriftRule, Materiality, ProfileSettings, WindowSpec
 from monitor.config.strict import Loc, _get, _Strict
 
@@ -140,6 +140,7 @@ class Config(_Strict):
     """driftline's whole configuration file."""
 
     kafka: KafkaConfig = KafkaConfig()
+    service: ServiceConfig = ServiceConfig()
     defaults: DefaultsConfig = DefaultsConfig()
     models: Annotated[list[ModelConfig], Field(min_length=1)]
 
