@@ -122,7 +122,8 @@ class StreamEngine:
         except DecodeError as exc:
             counted = exc.model if exc.model in self.setups else ""
             key = (counted, exc.reason)
-            self._counters.invalid[key] = self._counters.invalid.get(key, 0) + exc.events
+            # a rejected message counts at least once, even when it held no events
+            self._counters.invalid[key] = self._counters.invalid.get(key, 0) + max(exc.events, 1)
             return DeadLetter(record, exc.reason, str(exc))
         if record.offset < self._floor.get((model, tp), -1):
             return None  # already in the model's checkpointed state
