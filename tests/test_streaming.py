@@ -63,7 +63,8 @@ def _records(model: str, frame: pd.DataFrame, *, batch: int = 100, partition: in
     records = []
     for n, lo in enumerate(range(0, len(frame), batch)):
         chunk = frame.iloc[lo:lo + batch]
-        value = encode_predictions(model, _events(chunk, lo, None if scores is None else scores[lo:lo + batch]))
+        part = None if scores is None else scores[lo:lo + batch]
+        value = encode_predictions(model, _events(chunk, lo, part))
         records.append(Record(PRED, partition, offset + n, model.encode(), value))
     return records
 
