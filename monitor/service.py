@@ -68,12 +68,14 @@ class Service:
         self.failure: str | None = None
         topics = self.config.kafka.topics
         self.engine = StreamEngine(self._setups(self.config), Topics(topics.predictions, topics.labels),
-                                   max_bytes=self.config.service.max_message_bytes, clock=clock)
+                                   max_bytes=self.config.service.max_message_bytes, clock=clock,
+                                   namespace=f"{self.config.kafka.group_id}/")
         self._status = self.engine.status()
         self._consumer: kafka.GroupConsumer | None = None
         self._producer: kafka.Producer | None = None
         self._last_checkpoint = clock()
         self._last_lag = 0.0
+        self._closing = False
 
     def _setups(self, config: Config) -> dict[str, ModelSetup]:
         now = _stamp(self._clock())
@@ -85,6 +87,9 @@ class Service:
 
     def start(self) -> None:
         """Connect to Kafka and start consuming in a background thread."""
+        from monitor.stats import ks
+
+        ks.preload()  # scipy.stats now, not in the first window's evaluation
         cfg = self.config.kafka
         kafka.ensure_topics(cfg.bootstrap_servers,
                             {t: cfg.partitions for t in (cfg.topics.predictions, cfg.topics.labels,
@@ -110,9 +115,11 @@ class Service:
     def _run(self) -> None:
         consumer, producer = self._consumer, self._producer
         assert consumer is not None and producer is not None
+        interval = self.config.service.checkpoint_interval
         try:
             while not self._stop.is_set():
                 records = consumer.poll(0.2)
+                offsets: dict[TopicPartition, int] | None = None
                 with self._lock:
                     for letter in self.engine.process(records):
                         record = letter.record
@@ -125,20 +132,28 @@ class Service:
                     now = self._clock()
                     if not records:
                         self.engine.tick(now)
-                    if now - self._last_checkpoint >= self.config.service.checkpoint_interval:
-                        self._checkpoint(self.engine.assigned)
-                    if now - self._last_lag >= 1.0 or not records:
-                        self.engine.lag = consumer.lag()
-                        self._last_lag = now
+                    if now - self._last_checkpoint >= interval:
+                        offsets = self._checkpoint(self.engine.assigned)
                     self._publish()
+                # calls that wait on the consumer's network loop run outside the lock
+                if offsets is not None:
+                    consumer.commit(offsets)
+                if now - self._last_lag >= 1.0 or not records:
+                    lag = consumer.lag()
+                    with self._lock:
+                        self.engine.lag = {tp: n for tp, n in lag.items() if tp in self.engine.assigned}
+                    self._last_lag = now
             with self._lock:
-                self._checkpoint(self.engine.assigned)
+                offsets = self._checkpoint(self.engine.assigned)
+            consumer.commit(offsets)
+            log.info("stopped cleanly: state checkpointed, offsets committed")
         except Exception as exc:  # the consumer cannot go on: say why, let k8s restart us
             self.failure = f"{type(exc).__name__}: {exc}"
             log.exception("the consumer stopped: %s", self.failure)
             self.engine.ready = False
             self._publish()
         finally:
+            self._closing = True  # leaving the group revokes everything: already checkpointed
             consumer.close()
             producer.close()
 
@@ -162,22 +177,28 @@ class Service:
             self._publish()
 
     def _revoked(self, partitions: list[TopicPartition]) -> None:
+        # runs on the client's network thread: no blocking consumer calls here,
+        # so no commit; the checkpoint's own offsets are what the next owner uses
+        if self._closing:
+            return
         with self._lock:
             self._checkpoint(set(partitions) & self.engine.assigned)
             self.engine.revoke(partitions)
             log.info("revoked %s", ", ".join(f"{t}[{p}]" for t, p in partitions) or "nothing")
             self._publish()
 
-    def _checkpoint(self, partitions: set[TopicPartition]) -> None:
-        consumer, producer = self._consumer, self._producer
-        assert consumer is not None and producer is not None
+    def _checkpoint(self, partitions: set[TopicPartition]) -> dict[TopicPartition, int]:
+        """Write the state of ``partitions`` to the state topic and wait until it is
+        durable; returns the offsets to commit next (only after this returns)."""
+        producer = self._producer
+        assert producer is not None
         records = self.engine.checkpoint(partitions)
         for key, value in records.items():
             producer.send(self.config.kafka.topics.state, key, value)
-        producer.flush()  # the checkpoints and any DLQ records are durable ...
-        consumer.commit(self.engine.positions(partitions))  # ... before the offsets move
+        producer.flush()  # the checkpoints and any DLQ records are durable
         self._last_checkpoint = self._clock()
         self.engine.last_checkpoint = self._last_checkpoint
+        return self.engine.positions(partitions)
 
     # ---- ServiceControl
 
@@ -211,7 +232,8 @@ class Service:
             self.engine.set_reference(model, profile, source)
             self._uploaded[model] = (profile, source)
             if self._producer is not None:
-                self._producer.send(self.config.kafka.topics.state, f"reference/{model}", data)
+                self._producer.send(self.config.kafka.topics.state,
+                                    f"{self.engine.namespace}reference/{model}", data)
                 self._producer.flush()
             owned = model in self.engine.monitors
             self._publish()

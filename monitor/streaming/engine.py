@@ -70,8 +70,9 @@ class StreamEngine:
     """Routes records to model monitors and checkpoints them by partition."""
 
     def __init__(self, setups: Mapping[str, ModelSetup], topics: Topics, *, max_bytes: int,
-                 clock: Clock = time.time,
+                 clock: Clock = time.time, namespace: str = "",
                  on_report: Callable[[WindowReport], None] | None = None) -> None:
+        self.namespace = namespace  # prefix of state keys: several groups may share a topic
         self.setups: dict[str, ModelSetup] = dict(setups)
         self.topics = topics
         self.max_bytes = max_bytes
@@ -173,7 +174,7 @@ class StreamEngine:
             offsets = [[t, p, self._position[(t, p)]]
                        for t, p in sorted(self._partitions[model] & wanted)
                        if (t, p) in self._position]
-            out[MODEL_KEY + model] = msgspec.msgpack.encode({
+            out[self.namespace + MODEL_KEY + model] = msgspec.msgpack.encode({
                 "version": CHECKPOINT_VERSION, "model": model, "offsets": offsets,
                 "state": self.monitors[model].snapshot(), "at": now,
             })
@@ -189,6 +190,8 @@ class StreamEngine:
         start at the group's committed offset)."""
         new = set(partitions) - self.assigned
         self.assigned |= new
+        ns = self.namespace
+        stored = {k[len(ns):]: v for k, v in stored.items() if k.startswith(ns)}
         for key, value in stored.items():
             if key.startswith(REFERENCE_KEY):
                 self._stored_reference(key[len(REFERENCE_KEY):], value)

@@ -1,0 +1,260 @@
+"""Prometheus metrics of the monitor, read from the current status at scrape time.
+
+:class:`StatusCollector` is a custom ``prometheus_client`` collector: each
+scrape calls the ``status`` callable once and turns that one immutable
+:class:`~monitor.streaming.status.ServiceStatus` into metric families, so
+every sample of a scrape describes the same moment.  Nothing is stored here,
+and no metric object outlives a scrape.
+
+Every label value comes from the status, which takes them only from the
+config (model, feature, test and metric names), from the fixed set of
+:data:`~monitor.streaming.status.INVALID_REASONS`, or from the consumer's
+topic assignment; never from event payloads.  Unknown fields are exported as
+a count, never as label values, because their names come from the senders.
+
+:func:`make_registry` builds a registry holding only this collector (not the
+process-wide default one), and :func:`exposition` renders a registry in the
+format the scraper asked for (Prometheus text, or OpenMetrics).
+
+This module and the collector's own metrics are the only places that import
+``prometheus_client``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from itertools import accumulate
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, choose_encoder, generate_latest
+
+from monitor.streaming.status import INVALID_REASONS, ServiceStatus
+
+# CollectorRegistry is re-exported so that callers (the API) need not import prometheus_client.
+__all__ = ["CollectorRegistry", "StatusCollector", "exposition", "make_registry"]
+
+PREFIX = "driftline_"
+
+_M = ["model"]
+_MFT = ["model", "feature", "test"]
+
+
+def _gauge(name: str, help_text: str, labels: list[str] | None = None) -> GaugeMetricFamily:
+    return GaugeMetricFamily(PREFIX + name, help_text, labels=labels if labels is not None else [])
+
+
+def _counter(name: str, help_text: str, labels: list[str]) -> CounterMetricFamily:
+    # CounterMetricFamily drops the "_total" suffix from the family name and adds it back to
+    # the sample, so that both exposition formats end the sample name in "_total".
+    return CounterMetricFamily(PREFIX + name, help_text, labels=labels)
+
+
+def _le(upper: float) -> str:
+    """A bucket bound as Prometheus writes it: ``0.005``, ``1.0``, ``+Inf``."""
+    return "+Inf" if math.isinf(upper) else repr(float(upper))
+
+
+class StatusCollector:
+    """Metric families built from ``status()`` at each scrape."""
+
+    def __init__(self, status: Callable[[], ServiceStatus]) -> None:
+        self._status = status
+
+    def describe(self) -> Iterator[Metric]:
+        """The families, without samples, so a registry can detect name clashes."""
+        yield from self._families(ServiceStatus())
+
+    def collect(self) -> Iterator[Metric]:
+        """Read the status once and yield every metric family."""
+        yield from self._families(self._status())
+
+    def _families(self, status: ServiceStatus) -> Iterator[Metric]:
+        yield from self._drift(status)
+        yield from self._throughput(status)
+        yield from self._windows(status)
+        yield from self._consumer(status)
+        yield from self._labels(status)
+
+        unknown = _gauge(
+            "schema_unknown_fields",
+            "Number of distinct field names in received events that are not features of the model "
+            "(the names themselves are shown by the API, not here).",
+            _M)
+        for name, model in status.models.items():
+            unknown.add_metric([name], float(len(model.unknown_fields)))
+        yield unknown
+
+        ready = _gauge(
+            "ready",
+            "1 when this monitor replica reports itself ready to serve (see /readyz), else 0.")
+        ready.add_metric([], 1.0 if status.ready else 0.0)
+        yield ready
+
+    def _drift(self, status: ServiceStatus) -> Iterator[Metric]:
+        score = _gauge(
+            "feature_drift_score",
+            "Drift test statistic of a feature in the latest evaluated window, or the distance "
+            "for distance tests (psi, wasserstein, jensen-shannon, ...).",
+            _MFT)
+        p_value = _gauge(
+            "feature_drift_p_value",
+            "p-value of a feature's drift test in the latest evaluated window; absent for distance tests.",
+            _MFT)
+        drifted = _gauge(
+            "feature_drifted",
+            "1 when the feature drifted in the latest evaluated window, else 0.",
+            _MFT)
+        share = _gauge(
+            "dataset_drifted_share",
+            "Share (0..1) of the model's features that drifted in the latest evaluated window.",
+            _M)
+        dataset = _gauge(
+            "dataset_drift",
+            "1 when the latest evaluated window of the model drifted as a whole "
+            "(by the configured dataset-drift rule), else 0.",
+            _M)
+        performance = _gauge(
+            "model_performance",
+            "Latest value of a model performance metric, computed over predictions joined with labels.",
+            ["model", "metric"])
+        for name, model in status.models.items():
+            latest = model.latest
+            if latest is not None:
+                for feature in latest.features:
+                    labels = [name, feature.name, feature.test]
+                    if feature.statistic is not None:
+                        score.add_metric(labels, float(feature.statistic))
+                    if feature.p_value is not None:
+                        p_value.add_metric(labels, float(feature.p_value))
+                    drifted.add_metric(labels, 1.0 if feature.drift else 0.0)
+                share.add_metric([name], float(latest.drifted_share))
+                dataset.add_metric([name], 1.0 if latest.drift_detected else 0.0)
+            for metric, value in model.performance.items():
+                performance.add_metric([name, metric], float(value))
+        yield from (score, p_value, drifted, share, dataset, performance)
+
+    def _throughput(self, status: ServiceStatus) -> Iterator[Metric]:
+        events = _counter(
+            "events_total",
+            "Prediction events consumed for the model by this replica.",
+            _M)
+        counts = dict.fromkeys(status.configured_models, 0)
+        counts.update(status.events_total)
+        for name, count in counts.items():
+            events.add_metric([name], float(count))
+        yield events
+
+        invalid_counts = {(model, reason): 0
+                          for model in status.configured_models for reason in INVALID_REASONS}
+        invalid_counts.update(status.invalid)
+        invalid = _counter(
+            "events_invalid_total",
+            "Messages or events rejected by validation, by reason "
+            f"({', '.join(INVALID_REASONS)}); model is empty when the message named no readable model.",
+            ["model", "reason"])
+        for (name, reason), count in invalid_counts.items():
+            invalid.add_metric([name, reason], float(count))
+        yield invalid
+
+        duration = HistogramMetricFamily(
+            PREFIX + "evaluation_duration_seconds",
+            "Time taken to evaluate one closed window (drift tests, quality and performance), in seconds.",
+            labels=[])
+        histogram = status.evaluation
+        cumulative = list(accumulate(histogram.counts))
+        bounds = [_le(upper) for upper in histogram.buckets] + ["+Inf"]
+        buckets = [(bound, float(count)) for bound, count in zip(bounds, cumulative, strict=True)]
+        duration.add_metric([], buckets, float(histogram.total))
+        yield duration
+
+    def _windows(self, status: ServiceStatus) -> Iterator[Metric]:
+        rows = _gauge(
+            "window_rows",
+            "Rows collected so far in the model's window that closes next.",
+            _M)
+        fill = _gauge(
+            "window_fill_ratio",
+            "How full (0..1) the model's window that closes next is.",
+            _M)
+        last = _gauge(
+            "last_evaluation_timestamp_seconds",
+            "Unix time (seconds) at which the model's latest window was evaluated.",
+            _M)
+        for name, model in status.models.items():
+            rows.add_metric([name], float(model.window_rows))
+            fill.add_metric([name], float(model.window_fill))
+            if model.latest is not None:
+                last.add_metric([name], float(model.latest.evaluated_at))
+        yield from (rows, fill, last)
+
+    def _consumer(self, status: ServiceStatus) -> Iterator[Metric]:
+        lag = _gauge(
+            "consumer_lag_messages",
+            "Messages in the partition not yet consumed by this replica (high watermark minus position).",
+            ["topic", "partition"])
+        for (topic, partition), messages in sorted(status.lag.items()):
+            lag.add_metric([topic, str(partition)], float(messages))
+        yield lag
+
+        age = _gauge(
+            "checkpoint_age_seconds",
+            "Seconds since this replica last saved its window state and committed offsets; "
+            "absent before the first checkpoint.")
+        if status.last_checkpoint is not None:
+            age.add_metric([], max(0.0, status.now - status.last_checkpoint))
+        yield age
+
+    def _labels(self, status: ServiceStatus) -> Iterator[Metric]:
+        joined = _counter(
+            "labels_joined_total",
+            "Ground-truth labels matched to a buffered prediction by request id.",
+            _M)
+        unmatched = _counter(
+            "labels_unmatched_total",
+            "Ground-truth labels whose request id had no prediction in the join buffer "
+            "(too late, unknown, or already evicted).",
+            _M)
+        evictions = _counter(
+            "label_join_evictions_total",
+            "Predictions dropped from the label-join buffer unlabelled, because they aged out "
+            "or the buffer was full.",
+            _M)
+        buffer = _gauge(
+            "label_join_buffer_size",
+            "Predictions waiting in the label-join buffer for their label.",
+            _M)
+        for name, model in status.models.items():
+            joined.add_metric([name], float(model.labels_joined))
+            unmatched.add_metric([name], float(model.labels_unmatched))
+            evictions.add_metric([name], float(model.join_evictions))
+            buffer.add_metric([name], float(model.join_buffer_size))
+        yield from (joined, unmatched, evictions, buffer)
+
+
+def make_registry(status: Callable[[], ServiceStatus]) -> CollectorRegistry:
+    """A fresh registry (not the process-wide default) holding one :class:`StatusCollector`."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(StatusCollector(status))
+    return registry
+
+
+def exposition(registry: CollectorRegistry, accept: str | None) -> tuple[bytes, str]:
+    """Render ``registry`` for a scrape; returns the body and its content type.
+
+    ``accept`` is the request's Accept header: OpenMetrics when the scraper asks
+    for ``application/openmetrics-text``, else the Prometheus text format.  A
+    malformed version in the header falls back to the classic text format
+    rather than failing the scrape.
+    """
+    try:
+        encoder, content_type = choose_encoder(accept or "")
+    except (TypeError, ValueError):  # e.g. "version=abc": prometheus_client compares str with int
+        return generate_latest(registry), CONTENT_TYPE_PLAIN_0_0_4
+    return encoder(registry), content_type
