@@ -1,0 +1,41 @@
+"""Each third-party client is imported by exactly one module of the package."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("monitor", "collectors", "alerts", "dashboards")
+OWNERS = {
+    "kafka": {"monitor/ingest/kafka.py"},
+    "fastapi": {"monitor/api.py"},
+    "starlette": {"monitor/api.py"},
+    "uvicorn": {"monitor/cli.py"},
+    "prometheus_client": {"monitor/export.py"},
+    "evidently": {"monitor/evidently_report.py"},
+    "kubernetes": set(),
+    "torch": set(),
+}
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+def test_every_third_party_client_is_imported_by_its_one_owner_module_only():
+    importers: dict[str, set[str]] = {client: set() for client in OWNERS}
+    for package in PACKAGES:
+        for path in (ROOT / package).rglob("*.py"):
+            for client in _imports(path) & set(OWNERS):
+                importers[client].add(path.relative_to(ROOT).as_posix())
+    assert importers == {client: owners & importers[client] for client, owners in OWNERS.items()}
+    assert importers["kafka"] == {"monitor/ingest/kafka.py"}
+    assert importers["prometheus_client"] == {"monitor/export.py"}
