@@ -797,3 +797,30 @@ def test_keys_that_yaml_reads_as_booleans_are_reported_with_a_quoting_hint(
 
     assert issue.message.startswith("keys must be strings; YAML read this key as true")
     assert issue.line == line_of(path, "on:")
+
+
+def test_the_service_section_defaults_to_safe_values_when_absent(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, MINIMAL_MODEL))
+
+    assert config.service.history == 50
+    assert config.service.checkpoint_interval == 10.0
+    assert config.service.max_message_bytes == 1_048_576
+    assert config.service.label_join.ttl == 7 * 86400.0
+    assert config.service.label_join.max_pending == 100_000
+    assert config.kafka.partitions == 4
+
+
+def test_service_settings_take_durations_and_report_each_bad_value_with_its_line(tmp_path: Path) -> None:
+    good = load_config(write(tmp_path, "service: {checkpoint_interval: 2s, label_join: {ttl: 1h}}\n"
+                             + MINIMAL_MODEL))
+    assert good.service.checkpoint_interval == 2.0 and good.service.label_join.ttl == 3600.0
+
+    text = ("service:\n  history: 0\n  checkpoint_interval: soon\n  label_join: {max_pendng: 5}\n"
+            "kafka: {partitions: 0}\n" + MINIMAL_MODEL)
+    issues = by_path(validate_file(write(tmp_path, text, "bad.yaml")))
+
+    assert issues["service.history"].line == 2
+    assert issues["service.checkpoint_interval"].line == 3
+    assert "invalid duration 'soon'" in issues["service.checkpoint_interval"].message
+    assert "did you mean 'max_pending'" in issues["service.label_join.max_pendng"].message
+    assert issues["kafka.partitions"].line == 5
