@@ -218,8 +218,8 @@ class StatusCollector:
             _M)
         unmatched = _counter(
             "labels_unmatched_total",
-            "Ground-truth labels whose request id had no prediction in the join buffer "
-            "(too late, unknown, or already evicted).",
+            "Ground-truth labels dropped without a prediction: their request id never "
+            "arrived, or came after the label waited its TTL or was pushed out by the cap.",
             _M)
         evictions = _counter(
             "label_join_evictions_total",

@@ -1,12 +1,16 @@
-"""Shared fixtures: small real and synthetic tables written to tmp files."""
+"""Shared fixtures: small real and synthetic tables written to tmp files, and real servers."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
+
+from tests.servers import Broker, Prometheus, ServerMissing, start_broker, start_prometheus
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "sample_data"
@@ -41,3 +45,40 @@ def tables(tmp_path: Path, rng: np.random.Generator) -> dict[str, Path]:
     same.to_csv(paths["same"], index=False)
     shifted.to_parquet(paths["shifted"])
     return paths
+
+
+# --- real servers (tests/servers.py) -------------------------------------------------------
+# Required in CI: a missing binary makes these fixtures fail, never skip.
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    """One Tansu broker for the whole session.  Create your own uniquely named topics
+    (``broker.create_topics([f"t-{uuid4().hex}"])``); never kill this one: tests that crash
+    a broker start their own with ``start_broker(tmp_path)``."""
+    try:
+        started = start_broker(tmp_path_factory.mktemp("tansu"))
+    except ServerMissing as e:
+        pytest.fail(str(e), pytrace=False)
+    with started:
+        yield started
+
+
+@pytest.fixture
+def prometheus_factory(tmp_path: Path) -> Iterator[Callable[..., Prometheus]]:
+    """``prometheus_factory(targets, scrape_interval="1s", **kwargs) -> Prometheus`` (started);
+    every Prometheus it started is stopped after the test."""
+    started: list[Prometheus] = []
+
+    def factory(targets: Sequence[str], scrape_interval: str = "1s", **kwargs: Any) -> Prometheus:
+        workdir = tmp_path / f"prometheus-{len(started)}"
+        try:
+            prom = start_prometheus(workdir, targets, scrape_interval, **kwargs)
+        except ServerMissing as e:
+            pytest.fail(str(e), pytrace=False)
+        started.append(prom)
+        return prom
+
+    yield factory
+    for prom in reversed(started):
+        prom.stop()

@@ -76,7 +76,7 @@ class ModelStatus:
     events_total: int  # events taken for this model
     unknown_fields: Mapping[str, int]  # field name (not a feature) -> rows carrying it
     labels_joined: int
-    labels_unmatched: int  # labels whose request_id had no prediction in the buffer
+    labels_unmatched: int  # labels dropped (TTL or cap) before their prediction came
     join_evictions: int  # predictions evicted from the join buffer (TTL or cap) unlabelled
     join_buffer_size: int
     performance: Mapping[str, float]  # latest performance metrics, metric -> value
