@@ -315,21 +315,28 @@ class Broker(_Server):
             if remaining_ms <= 0:
                 raise proc.error(f"Kafka admin client could not list topics on {self.bootstrap} "
                                  f"within {self.start_timeout:g} s (last: {last})")
+            # kafka-python 3.0.12 leaks a socket and its IO thread when a client cannot connect,
+            # so knock with a plain socket first and bring the admin client only to an open port.
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    pass
+            except OSError as e:
+                last = repr(e)
+                time.sleep(0.05)
+                continue
             try:
                 with self.admin(timeout_ms=max(200, min(2000, remaining_ms))) as admin:
                     admin.list_topics()
                 return
-            except Exception as e:  # kafka-python raises many kinds while the port is not open
+            except Exception as e:  # any kafka-python error: not ready yet
                 last = repr(e)
                 time.sleep(0.1)
 
     def admin(self, timeout_ms: int = 10_000) -> Any:
         """A KafkaAdminClient for this broker; use it as a context manager."""
-        from kafka import KafkaAdminClient
-
-        return KafkaAdminClient(bootstrap_servers=self.bootstrap, client_id="driftline-tests-admin",
-                                request_timeout_ms=timeout_ms, bootstrap_timeout_ms=timeout_ms,
-                                reconnect_backoff_max_ms=500)
+        return _admin_client(bootstrap_servers=self.bootstrap, client_id="driftline-tests-admin",
+                             request_timeout_ms=timeout_ms, bootstrap_timeout_ms=timeout_ms,
+                             reconnect_backoff_max_ms=500)
 
     def create_topics(self, names: Iterable[str], partitions: int = 4, timeout: float = 15.0) -> None:
         """Create topics (error if one exists) and wait until metadata shows every partition."""
@@ -358,6 +365,27 @@ class Broker(_Server):
                 time.sleep(0.1)
 
 
+def _admin_client(**configs: Any) -> Any:
+    """KafkaAdminClient(**configs), stopping its IO thread if it fails to bootstrap.
+
+    (kafka-python 3.0.12 starts that thread in ``__init__`` and leaves it running when
+    ``__init__`` raises.)  Imported here so that collecting tests does not need kafka.
+    """
+    from kafka import KafkaAdminClient
+
+    class Admin(KafkaAdminClient):  # type: ignore[misc]
+        def __init__(self, **kw: Any) -> None:
+            try:
+                super().__init__(**kw)
+            except BaseException:
+                for part in ("_client", "_net"):
+                    with contextlib.suppress(Exception):
+                        getattr(getattr(self, part), "close" if part == "_client" else "stop")()
+                raise
+
+    return Admin(**configs)
+
+
 def start_broker(tmp_path: Path | None = None, *, start_timeout: float = BROKER_START_TIMEOUT_S) -> Broker:
     """A started :class:`Broker`; ``with start_broker(tmp) as b:`` stops it on exit."""
     broker = Broker(tmp_path, start_timeout=start_timeout)
@@ -372,6 +400,8 @@ class Prometheus(_Server):
     """A Prometheus server scraping ``targets`` (job ``driftline``) on a free loopback port.
 
     ``rule_files`` and ``alertmanagers`` (host:port) are optional, for alerting tests.
+    Ready (``/-/ready``) in about 0.1 s, but the first scrape comes about 5 s later
+    (Prometheus 2.42 applies new target sets every 5 s): give :meth:`wait_for` 15 s or more.
     """
 
     name = "prometheus"

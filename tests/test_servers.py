@@ -135,8 +135,7 @@ def test_a_broker_of_its_own_starts_fast_and_can_be_killed(tmp_path: Path) -> No
 
 def test_a_broker_that_cannot_listen_fails_with_its_log_tail(tmp_path: Path) -> None:
     with socket.socket() as busy:
-        busy.bind(("127.0.0.1", 0))
-        busy.listen()
+        busy.bind(("127.0.0.1", 0))  # bound, not listening: Tansu cannot bind, no client connects
         with Broker(tmp_path, port=busy.getsockname()[1], start_timeout=10) as b, \
                 pytest.raises(ServerError, match="AddrInUse"):
             b.start()
