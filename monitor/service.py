@@ -33,10 +33,11 @@ from typing import Any
 
 from monitor import profile_io
 from monitor.config import Config, load_config
-from monitor.errors import InputError
+from monitor.errors import InputError, ProfileError
 from monitor.ingest import kafka
 from monitor.ingest.codec import CONTENT_TYPE_HEADER, MSGPACK, decode_labels
-from monitor.streaming.engine import StreamEngine, TopicPartition, Topics
+from monitor.profiles import Profile
+from monitor.streaming.engine import CONTROL_HEADER, REFERENCE_KEY, StreamEngine, TopicPartition, Topics
 from monitor.streaming.model import ModelSetup
 from monitor.streaming.setup import model_setup
 from monitor.streaming.status import ServiceStatus, WindowReport
@@ -69,7 +70,8 @@ class Service:
         topics = self.config.kafka.topics
         self.engine = StreamEngine(self._setups(self.config), Topics(topics.predictions, topics.labels),
                                    max_bytes=self.config.service.max_message_bytes, clock=clock,
-                                   namespace=f"{self.config.kafka.group_id}/")
+                                   namespace=f"{self.config.kafka.group_id}/",
+                                   load_reference=self._load_reference)
         self._status = self.engine.status()
         self._consumer: kafka.GroupConsumer | None = None
         self._producer: kafka.Producer | None = None
@@ -167,6 +169,13 @@ class Service:
         with self._lock:
             cfg = self.config.kafka
             stored = kafka.read_state(cfg.bootstrap_servers, cfg.topics.state) if partitions else {}
+            for model in list(self.engine.setups):
+                loaded = self._stored_reference(stored, model)
+                if loaded is not None:
+                    try:
+                        self.engine.set_reference(model, *loaded)
+                    except ProfileError as exc:
+                        log.warning("model %s: the uploaded reference is not used: %s", model, exc)
             seeks = self.engine.assign(partitions, stored)
             for (topic, partition), offset in seeks.items():
                 self._consumer.seek(topic, partition, offset)
@@ -225,21 +234,50 @@ class Service:
         return {"accepted": len(batch.labels)}
 
     def upload_reference(self, model: str, data: bytes) -> Mapping[str, Any]:
+        """Store the profile in the state topic, then tell the model's owner (a
+        control record on its predictions partition), whichever replica that is."""
         self.config.model(model)
         profile = profile_io.loads(data)
+        probe = self.engine.setups[model]
+        missing = [f.name for f in probe.features if f.name not in profile.features]
+        if missing:
+            raise InputError(f"the profile has no feature {missing[0]!r}, which model {model!r} "
+                             "monitors")
+        wrong = [f for f in probe.features if profile.features[f.name].type != f.type]
+        if wrong:
+            raise InputError(f"feature {wrong[0].name!r} is {profile.features[wrong[0].name].type} "
+                             f"in the profile but {wrong[0].type} in the config")
+        producer = self._producer
+        if producer is None:
+            raise InputError("the service is not connected to Kafka yet")
+        topics = self.config.kafka.topics
+        producer.send(topics.state, f"{self.engine.namespace}{REFERENCE_KEY}{model}", data)
+        producer.flush()  # stored before anyone is told to load it
+        producer.send(topics.predictions, model, b"", [(CONTROL_HEADER, b"reference")])
+        producer.flush()
+        log.warning("AUDIT: model %s: new reference uploaded (%d rows, created %s); the replica "
+                    "that owns the model uses it from its next window", model, profile.rows,
+                    profile.created_at or "undated")
+        return {"model": model, "rows": profile.rows, "owned_here": model in self.engine.monitors,
+                "applies": "from the next window, on the replica that owns the model"}
+
+    def _stored_reference(self, stored: Mapping[str, bytes], model: str) -> tuple[Profile, str] | None:
+        value = stored.get(f"{self.engine.namespace}{REFERENCE_KEY}{model}")
+        if value is None:
+            return None
+        try:
+            profile = profile_io.loads(value)
+        except ProfileError as exc:
+            log.warning("model %s: the stored reference is unreadable: %s", model, exc)
+            return None
         source = f"uploaded profile ({profile.created_at or 'undated'}, {profile.rows} rows)"
-        with self._lock:
-            self.engine.set_reference(model, profile, source)
-            self._uploaded[model] = (profile, source)
-            if self._producer is not None:
-                self._producer.send(self.config.kafka.topics.state,
-                                    f"{self.engine.namespace}reference/{model}", data)
-                self._producer.flush()
-            owned = model in self.engine.monitors
-            self._publish()
-        log.warning("AUDIT: model %s: new reference %s, used from the next window", model, source)
-        return {"model": model, "reference": source, "owned_here": owned,
-                "applies": "from the next window"}
+        self._uploaded[model] = (profile, source)  # kept across config reloads
+        return profile, source
+
+    def _load_reference(self, model: str) -> tuple[Profile, str] | None:
+        """The model's uploaded reference, read from the state topic (on a control record)."""
+        cfg = self.config.kafka
+        return self._stored_reference(kafka.read_state(cfg.bootstrap_servers, cfg.topics.state), model)
 
     def reload_config(self) -> Mapping[str, Any]:
         config = load_config(self.config_path)  # ConfigError: the old config stays

@@ -241,3 +241,32 @@ def test_fields_that_are_not_features_are_reported_as_a_schema_change(rng):
     [report] = monitor.add(decode_predictions(encode_predictions("m", events)))
     assert report.body["unknown_fields"] == {"new_field": 100}
     assert monitor.status().unknown_fields == {"new_field": 100}
+
+
+def test_a_reference_change_applies_in_stream_order_and_a_bad_control_record_goes_to_the_dlq(rng):
+    from monitor.streaming.engine import CONTROL_HEADER
+
+    setup = _setup(rng, size=200, performance=False)
+    shifted = tabular.profile_frame(make_frame(rng, 1234, shift=0.5), TYPES)
+    asked: list[str] = []
+
+    def load(model: str) -> tuple[Any, str]:
+        asked.append(model)
+        return shifted, "uploaded"
+
+    engine = StreamEngine({"m": setup}, Topics(PRED, LAB), max_bytes=1 << 20, clock=_clock,
+                          load_reference=load)
+    engine.assign([(PRED, 0)], {})
+    frame = make_frame(rng, 400, shift=0.5)
+    records = _records("m", frame, batch=100)
+    control = Record(PRED, 0, 2, b"m", b"", ((CONTROL_HEADER, b"reference"),))
+    bogus = Record(PRED, 0, 3, b"m", b"", ((CONTROL_HEADER, b"explode"),))
+    stream = [records[0], records[1], control, bogus] + [
+        Record(PRED, 0, 4 + i, r.key, r.value) for i, r in enumerate(records[2:])]
+    dead = engine.process(stream)
+    assert [d.reason for d in dead] == ["wrong_types"] and dead[0].record is bogus
+    assert asked == ["m"]
+    first, second = engine.monitors["m"].history
+    assert first.body["rows_reference"] == 4000 and first.drift_detected
+    assert second.body["rows_reference"] == 1234 and not second.drift_detected
+    assert engine.status().events_total["m"] == 400

@@ -38,6 +38,10 @@ from monitor.ingest.records import Record
 log = logging.getLogger("driftline.kafka")
 
 TP = tuple[str, int]
+#: the state topic: compacted, and room for a model's checkpoint (a window of up to
+#: exact_cap values per feature); real Kafka's default limit is 1 MiB
+MAX_STATE_RECORD_BYTES = 64 * 1024 * 1024
+_STATE_CONFIGS = {"cleanup.policy": "compact", "max.message.bytes": str(MAX_STATE_RECORD_BYTES)}
 Callback = Callable[[list[TP]], None]
 
 # a group join takes ~3 s with these instead of ~23 s at the client's defaults
@@ -123,7 +127,7 @@ class Producer:
         try:
             self._producer = KafkaProducer(
                 bootstrap_servers=bootstrap, client_id=client_id, acks="all", linger_ms=5,
-                max_request_size=16 * 1024 * 1024, retries=5)
+                max_request_size=MAX_STATE_RECORD_BYTES, retries=5)
         except (KafkaError, OSError) as exc:
             raise _unreachable(bootstrap, exc) from None
 
@@ -188,7 +192,7 @@ def ensure_topics(bootstrap: str, topics: Mapping[str, int], *, compacted: Itera
     try:
         existing = set(admin.list_topics())
         new = {name: {"num_partitions": partitions, "replication_factor": 1,
-                      "configs": {"cleanup.policy": "compact"} if name in compact else {}}
+                      "configs": _STATE_CONFIGS if name in compact else {}}
                for name, partitions in topics.items() if name not in existing}
         if new:
             try:

@@ -32,6 +32,7 @@ import msgspec
 from monitor.errors import ProfileError
 from monitor.ingest.codec import DecodeError, decode_labels, decode_predictions, encoding
 from monitor.ingest.records import Record
+from monitor.profiles import Profile
 from monitor.streaming.model import ModelMonitor, ModelSetup
 from monitor.streaming.status import Histogram, ServiceStatus, WindowReport
 
@@ -42,6 +43,9 @@ Clock = Callable[[], float]
 CHECKPOINT_VERSION = 1
 MODEL_KEY = "model/"
 REFERENCE_KEY = "reference/"
+#: header of a control record on the predictions topic (not an event):
+#: ``reference`` means "the model's reference in the state topic changed"
+CONTROL_HEADER = "driftline-control"
 
 
 @dataclass(frozen=True)
@@ -71,8 +75,10 @@ class StreamEngine:
 
     def __init__(self, setups: Mapping[str, ModelSetup], topics: Topics, *, max_bytes: int,
                  clock: Clock = time.time, namespace: str = "",
-                 on_report: Callable[[WindowReport], None] | None = None) -> None:
+                 on_report: Callable[[WindowReport], None] | None = None,
+                 load_reference: Callable[[str], tuple[Profile, str] | None] | None = None) -> None:
         self.namespace = namespace  # prefix of state keys: several groups may share a topic
+        self._load_reference = load_reference  # model -> its uploaded reference (state topic)
         self.setups: dict[str, ModelSetup] = dict(setups)
         self.topics = topics
         self.max_bytes = max_bytes
@@ -105,6 +111,9 @@ class StreamEngine:
 
     def _one(self, record: Record, tp: TopicPartition) -> DeadLetter | None:
         is_labels = record.topic == self.topics.labels
+        control = next((v for k, v in record.headers if k == CONTROL_HEADER), None)
+        if control is not None:
+            return self._control(record, control)
         try:
             if record.value is None:
                 raise DecodeError("bad_json", "empty record (a tombstone)")
@@ -135,6 +144,24 @@ class StreamEngine:
         else:
             self._counters.events[model] = self._counters.events.get(model, 0) + predictions.n
             self._reported(monitor.add(predictions))
+        return None
+
+    def _control(self, record: Record, kind: bytes) -> DeadLetter | None:
+        model = (record.key or b"").decode("utf-8", "replace")
+        if kind != b"reference" or model not in self.setups:
+            return DeadLetter(record, "wrong_types",
+                              f"wrong_types: control record {kind!r} for model {model!r} not understood")
+        # applied here, in stream order: the records after it see the new reference
+        loaded = self._load_reference(model) if self._load_reference is not None else None
+        if loaded is None:
+            log.warning("model %s: a reference change was announced but none is stored", model)
+            return None
+        try:
+            self.set_reference(model, *loaded)
+        except ProfileError as exc:
+            log.warning("AUDIT: model %s: the uploaded reference is not used: %s", model, exc)
+            return None
+        log.warning("AUDIT: model %s: reference is now the %s", model, loaded[1])
         return None
 
     def _monitor(self, model: str) -> ModelMonitor:
@@ -192,9 +219,6 @@ class StreamEngine:
         self.assigned |= new
         ns = self.namespace
         stored = {k[len(ns):]: v for k, v in stored.items() if k.startswith(ns)}
-        for key, value in stored.items():
-            if key.startswith(REFERENCE_KEY):
-                self._stored_reference(key[len(REFERENCE_KEY):], value)
         seeks: dict[TopicPartition, int] = {}
         for key, value in sorted(stored.items()):
             if not key.startswith(MODEL_KEY):
@@ -244,22 +268,9 @@ class StreamEngine:
 
     # ---- references and config
 
-    def _stored_reference(self, model: str, value: bytes) -> None:
-        from monitor import profile_io
-
-        if model not in self.setups:
-            return
-        try:
-            profile = profile_io.loads(value)
-        except ProfileError as exc:
-            log.warning("ignoring the stored reference of %r: %s", model, exc)
-            return
-        self.set_reference(model, profile, f"uploaded profile ({profile.created_at or 'undated'})")
-
-    def set_reference(self, model: str, profile: object, source: str) -> None:
-        from monitor.profiles import Profile
-
-        assert isinstance(profile, Profile)
+    def set_reference(self, model: str, profile: Profile, source: str) -> None:
+        """Use ``profile`` as the model's reference from its next window on;
+        :class:`ProfileError` when it lacks a feature or types differ."""
         setup = self.setups[model]
         probe = ModelMonitor(setup, clock=self._clock)
         probe.set_reference(profile, source)  # raises ProfileError when it does not fit
