@@ -105,6 +105,9 @@ def _numeric_column(values: object, n: int, name: str) -> _NumColumn:
     return _NumColumn(out, invalid if invalid.any() else None)
 
 
+_TEXT_TYPES = frozenset({str, type(None)})
+
+
 def _category(value: object, boolean: bool) -> str | int:
     """A category label, or _MISSING / _INVALID."""
     if value is None:
@@ -150,7 +153,13 @@ def _category_column(values: object, n: int, name: str, boolean: bool) -> _CatCo
             items = list(cast(Sequence[object], values))
         if len(items) != n:
             raise WindowSpecError(f"column {name!r} has {len(items)} values for {n} rows")
-        codes = np.array([code(v) for v in items], dtype=np.int64)
+        if set(map(type, items)) <= _TEXT_TYPES:
+            # the usual stream: text and nulls; label each distinct value once
+            # (other types may be equal yet labelled differently: 1, 1.0, True)
+            known = {value: code(value) for value in dict.fromkeys(items)}
+            codes = np.fromiter(map(known.__getitem__, items), dtype=np.int64, count=n)
+        else:
+            codes = np.array([code(v) for v in items], dtype=np.int64)
     return _CatColumn(list(index), codes)
 
 
