@@ -198,6 +198,7 @@ def serve(
     """The streaming monitor: consume predictions and labels from Kafka, evaluate
     windows, serve the API and /metrics. Stops cleanly on SIGTERM or Ctrl-C."""
     import logging
+    import signal
 
     import uvicorn
 
@@ -216,6 +217,11 @@ def serve(
                                            access_log=False, lifespan="off"))
     service.start()
     watchdog_stop = _watch(service, server)
+    # uvicorn takes SIGTERM/SIGINT while it runs, shuts down, then raises the
+    # signal again under the handlers it found: make those a no-op, so that the
+    # consumer checkpoints and leaves the group below instead of dying mid-way
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
     try:
         server.run()
     finally:

@@ -187,11 +187,13 @@ class Service:
 
     def _revoked(self, partitions: list[TopicPartition]) -> None:
         # runs on the client's network thread: no blocking consumer calls here,
-        # so no commit; the checkpoint's own offsets are what the next owner uses
+        # so the commit is asynchronous; the checkpoint's own offsets are what
+        # the next owner seeks to in any case
         if self._closing:
             return
+        assert self._consumer is not None
         with self._lock:
-            self._checkpoint(set(partitions) & self.engine.assigned)
+            self._consumer.commit_async(self._checkpoint(set(partitions) & self.engine.assigned))
             self.engine.revoke(partitions)
             log.info("revoked %s", ", ".join(f"{t}[{p}]" for t, p in partitions) or "nothing")
             self._publish()

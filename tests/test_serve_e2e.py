@@ -292,9 +292,11 @@ def test_two_replicas_split_the_partitions_and_a_stopped_one_hands_its_models_ov
                lambda: bool(owned(url_a)) and bool(owned(url_b))
                and owned(url_a) | owned(url_b) == set(models), 60, b)
     assert not owned(url_a) & owned(url_b)
+    owned_by_b = owned(url_b)
     wait_until("the first half evaluated",
                lambda: sum(len(history(u, m)) for u in (url_a, url_b) for m in models) == 16, 60, b)
     b.terminate()  # SIGTERM: checkpoint, leave the group
+    assert "stopped cleanly: state checkpointed" in b.stderr_path.read_text()
     for m in models:
         setup.produce(m, frames[m].iloc[800:], 800)
     wait_until("replica a owns every model and has every window",
@@ -306,3 +308,7 @@ def test_two_replicas_split_the_partitions_and_a_stopped_one_hands_its_models_ov
         assert [(s, e, r) for s, e, r, _ in got] == [(i * 200, (i + 1) * 200, 200) for i in range(8)]
         assert got == expected_windows(m, frames[m], 200, config)
         assert final[("driftline_window_rows", (("model", m),))] == 0
+    # b's models came to a from b's checkpoint, not by replaying from the start
+    handed = [m for m in models if m in owned_by_b]
+    log_a = a.stderr_path.read_text()
+    assert handed and all(f"model {m} restored from its checkpoint" in log_a for m in handed)

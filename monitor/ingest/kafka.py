@@ -17,9 +17,10 @@ line that names the bootstrap servers.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 from kafka import (
     ConsumerRebalanceListener,
@@ -47,6 +48,18 @@ Callback = Callable[[list[TP]], None]
 # a group join takes ~3 s with these instead of ~23 s at the client's defaults
 GROUP_TIMEOUTS = {"session_timeout_ms": 10_000, "heartbeat_interval_ms": 1_000,
                   "max_poll_interval_ms": 300_000}
+
+
+@contextlib.contextmanager
+def _quiet_close() -> Iterator[None]:
+    """kafka-python logs a traceback when its reader finds a socket it just closed."""
+    transport = logging.getLogger("kafka.net.transport")
+    level = transport.level
+    transport.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        transport.setLevel(level)
 
 
 def _unreachable(bootstrap: str, exc: Exception) -> TemporaryError:
@@ -103,6 +116,20 @@ class GroupConsumer:
             self._consumer.commit({TopicPartition(t, p): OffsetAndMetadata(o, "", -1)
                                    for (t, p), o in offsets.items()})
 
+    def commit_async(self, offsets: Mapping[TP, int]) -> None:
+        """Commit without waiting (safe on the client's network thread, e.g. in a
+        revocation callback); a failure is logged: the checkpoint's own offsets
+        stay authoritative."""
+        if not offsets:
+            return
+
+        def done(_offsets: object, response: object) -> None:
+            if isinstance(response, Exception):
+                log.warning("committing offsets on revocation failed: %s", response)
+
+        self._consumer.commit_async({TopicPartition(t, p): OffsetAndMetadata(o, "", -1)
+                                     for (t, p), o in offsets.items()}, callback=done)
+
     def lag(self) -> dict[TP, int]:
         """Messages behind the high-watermark per assigned partition (known ones)."""
         out: dict[TP, int] = {}
@@ -119,7 +146,8 @@ class GroupConsumer:
         return out
 
     def close(self) -> None:
-        self._consumer.close(autocommit=False)
+        with _quiet_close():
+            self._consumer.close(autocommit=False)
 
 
 class Producer:
@@ -143,7 +171,8 @@ class Producer:
             raise TemporaryError(f"Kafka did not take the writes in {timeout_s:g} s: {exc}") from None
 
     def close(self) -> None:
-        self._producer.close(timeout=5)
+        with _quiet_close():
+            self._producer.close(timeout=5)
 
 
 def read_state(bootstrap: str, topic: str, *, timeout_s: float = 60.0) -> dict[str, bytes]:
