@@ -7,6 +7,7 @@ performance with scikit-learn.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
@@ -270,3 +271,29 @@ def test_a_reference_change_applies_in_stream_order_and_a_bad_control_record_goe
     assert first.body["rows_reference"] == 4000 and first.drift_detected
     assert second.body["rows_reference"] == 1234 and not second.drift_detected
     assert engine.status().events_total["m"] == 400
+
+
+def test_a_quiet_stream_closes_its_time_window_on_the_clock_and_late_events_are_counted(rng):
+    setup = ModelSetup(name="m", features=FEATURES, prediction=None,
+                       window=WindowSpec(duration_s=60), settings=DriftSettings(),
+                       profile=ProfileSettings(), reference=_setup(rng).reference,
+                       reference_source="test")
+    engine = StreamEngine({"m": setup}, Topics(PRED, LAB), max_bytes=1 << 20, clock=_clock)
+    engine.assign([(PRED, 0)], {})
+    start = 1_700_000_080_000  # 40 s into the minute [1_700_000_040_000, 1_700_000_100_000)
+    events = _events(make_frame(rng, 30), 0)
+    for i, e in enumerate(events):
+        e["ts"] = start + i * 100
+    _run(engine, [Record(PRED, 0, 0, b"m", encode_predictions("m", events))])
+    assert engine.monitors["m"].history == deque()
+    engine.tick((start + 10_000) / 1000)  # still inside the minute
+    assert len(engine.monitors["m"].history) == 0
+    engine.tick((start + 25_000) / 1000)  # past its end: the window closes with its 30 rows
+    [report] = engine.monitors["m"].history
+    assert (report.window_start, report.window_end, report.rows) == (1_700_000_040_000,
+                                                                    1_700_000_100_000, 30)
+    late = _events(make_frame(rng, 5), 100)
+    for e in late:
+        e["ts"] = start  # belongs to the window that has closed
+    _run(engine, [Record(PRED, 0, 1, b"m", encode_predictions("m", late))])
+    assert engine.monitors["m"].windower.late_events == 5
