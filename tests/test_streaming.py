@@ -297,3 +297,27 @@ def test_a_quiet_stream_closes_its_time_window_on_the_clock_and_late_events_are_
         e["ts"] = start  # belongs to the window that has closed
     _run(engine, [Record(PRED, 0, 1, b"m", encode_predictions("m", late))])
     assert engine.monitors["m"].windower.late_events == 5
+
+
+def test_predictions_and_targets_that_do_not_fit_the_task_are_dropped_not_fatal(rng):
+    from monitor.ingest.codec import decode_labels, decode_predictions
+
+    setup = _setup(rng, size=4)
+    monitor = ModelMonitor(setup, clock=_clock)
+    events = _events(make_frame(rng, 4), 0, np.array([0.9, 0.1, 0.8, 0.2]))
+    events[1]["outputs"] = {"score": "not a number"}
+    monitor.add(decode_predictions(encode_predictions("m", events)))
+    labels = [{"request_id": f"r{i}", "ts": 1_700_000_000_010, "target": t}
+              for i, t in enumerate([1, 0, 1, "maybe"])]
+    monitor.add_labels(decode_labels(encode_labels("m", labels)))
+    result = monitor.last_performance
+    assert result is not None
+    assert result.rows + result.dropped == 4 and result.dropped >= 1
+
+
+def test_a_window_whose_labels_cannot_be_scored_reports_why_instead_of_raising(rng):
+    from monitor.streaming.joiner import JoinResult, PerformanceWindow
+
+    window = PerformanceWindow(PerformancePlan("y", "regression", "s", "numerical"), size=2)
+    [result] = window.add(JoinResult(("a", "b"), (1.0, 2.0), 0))
+    assert result.metrics == {} and "do not fit the task" in result.undefined["all"]

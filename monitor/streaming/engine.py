@@ -139,11 +139,19 @@ class StreamEngine:
             return None  # already in the model's checkpointed state
         monitor = self._monitor(model)
         self._partitions.setdefault(model, set()).add(tp)
-        if is_labels:
-            monitor.add_labels(labels)
-        else:
-            self._counters.events[model] = self._counters.events.get(model, 0) + predictions.n
-            self._reported(monitor.add(predictions))
+        try:
+            if is_labels:
+                monitor.add_labels(labels)
+            else:
+                self._counters.events[model] = self._counters.events.get(model, 0) + predictions.n
+                self._reported(monitor.add(predictions))
+        except Exception as exc:  # a bug, not bad input: never let one record stop the stream
+            log.exception("model %s: record %s[%d]@%d could not be processed", model,
+                          record.topic, record.partition, record.offset)
+            key = (model, "wrong_types")
+            self._counters.invalid[key] = self._counters.invalid.get(key, 0) + max(count, 1)
+            return DeadLetter(record, "wrong_types",
+                              f"wrong_types: could not be processed: {type(exc).__name__}: {exc}")
         return None
 
     def _control(self, record: Record, kind: bytes) -> DeadLetter | None:

@@ -227,9 +227,15 @@ class PerformanceWindow:
         return out
 
     def _close(self) -> PerformanceResult:
-        result = evaluate(self.plan, _as_array(self._true), _as_array(self._pred))
+        y_true, y_pred = _as_array(self._true), _as_array(self._pred)
         self._true, self._pred = [], []
-        return result
+        try:
+            return evaluate(self.plan, y_true, y_pred)
+        except (ValueError, TypeError) as exc:  # labels that do not fit the task
+            reason = " ".join(str(exc).split())
+            return PerformanceResult(rows=0, dropped=len(y_true), metrics={},
+                                     undefined={"all": f"labels do not fit the task: {reason}"},
+                                     violations=())
 
     def snapshot(self) -> dict[str, Any]:
         return {"true": list(self._true), "pred": list(self._pred), "window": self._window,

@@ -14,6 +14,7 @@ model between replicas.
 
 from __future__ import annotations
 
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
@@ -120,8 +121,9 @@ class ModelMonitor:
             rows = [{**inputs, prediction: outputs.get(prediction)} if prediction in outputs
                     else inputs for inputs, outputs in zip(batch.inputs, batch.outputs, strict=True)]
         if self.performance is not None and prediction is not None:
-            self._joined(self.join.add_predictions(
-                batch.request_ids, batch.ts_ms, [_scalar(o.get(prediction)) for o in batch.outputs]))
+            numeric = self.performance.plan.prediction_type == "numerical"
+            values = [(_number if numeric else _scalar)(o.get(prediction)) for o in batch.outputs]
+            self._joined(self.join.add_predictions(batch.request_ids, batch.ts_ms, values))
         return self._evaluate(self.windower.add(rows, batch.ts_ms))
 
     def add_labels(self, batch: LabelBatch) -> int:
@@ -130,9 +132,10 @@ class ModelMonitor:
         if self.performance is None:
             self.join.unmatched += len(batch.labels)
             return 0
-        return self._joined(self.join.add_labels([x.request_id for x in batch.labels],
-                                                 [x.ts_ms for x in batch.labels],
-                                                 [_scalar(x.target) for x in batch.labels]))
+        numeric = self.performance.plan.task == "regression"
+        return self._joined(self.join.add_labels(
+            [x.request_id for x in batch.labels], [x.ts_ms for x in batch.labels],
+            [(_number if numeric else _scalar)(x.target) for x in batch.labels]))
 
     def _joined(self, joined: JoinResult) -> int:
         assert self.performance is not None
@@ -243,6 +246,23 @@ class ModelMonitor:
         except (KeyError, TypeError, ValueError, msgspec.DecodeError) as exc:
             raise ProfileError(f"model {self.setup.name!r}: checkpoint is malformed "
                                f"({type(exc).__name__}: {exc})") from None
+
+
+def _number(value: object) -> float | None:
+    """A numerical prediction or regression target; anything else is missing
+    (and dropped from the metrics, counted in their ``dropped``)."""
+    if isinstance(value, bool):
+        return float(value)
+    if isinstance(value, int | float):
+        number = float(value)
+        return number if math.isfinite(number) else None
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            return None
+        return number if math.isfinite(number) else None
+    return None
 
 
 def _scalar(value: object) -> Scalar:
