@@ -321,3 +321,25 @@ def test_a_window_whose_labels_cannot_be_scored_reports_why_instead_of_raising(r
     window = PerformanceWindow(PerformancePlan("y", "regression", "s", "numerical"), size=2)
     [result] = window.add(JoinResult(("a", "b"), (1.0, 2.0), 0))
     assert result.metrics == {} and "do not fit the task" in result.undefined["all"]
+
+
+def test_a_record_the_engine_fails_on_goes_to_the_dlq_and_the_next_one_is_processed(rng, monkeypatch):
+    setup = _setup(rng, size=100, performance=False)
+    engine = StreamEngine({"m": setup}, Topics(PRED, LAB), max_bytes=1 << 20, clock=_clock)
+    engine.assign([(PRED, 0)], {})
+    records = _records("m", make_frame(rng, 200))
+    original = ModelMonitor.add
+    calls = []
+
+    def flaky(self: ModelMonitor, batch: Any) -> Any:
+        calls.append(batch.n)
+        if len(calls) == 1:
+            raise ZeroDivisionError("a bug")
+        return original(self, batch)
+
+    monkeypatch.setattr(ModelMonitor, "add", flaky)
+    dead = engine.process(records)
+    assert [(d.reason, d.record.offset) for d in dead] == [("wrong_types", 0)]
+    assert "ZeroDivisionError" in dead[0].detail
+    assert engine.monitors["m"].events == 100 and len(engine.monitors["m"].history) == 1
+    assert engine.status().invalid[("m", "wrong_types")] == 100
