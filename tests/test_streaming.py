@@ -343,3 +343,4 @@ def test_a_record_the_engine_fails_on_goes_to_the_dlq_and_the_next_one_is_proces
     assert "ZeroDivisionError" in dead[0].detail
     assert engine.monitors["m"].events == 100 and len(engine.monitors["m"].history) == 1
     assert engine.status().invalid[("m", "wrong_types")] == 100
+    assert engine.status().events_total["m"] == 100

@@ -143,8 +143,9 @@ class StreamEngine:
             if is_labels:
                 monitor.add_labels(labels)
             else:
+                reports = monitor.add(predictions)
                 self._counters.events[model] = self._counters.events.get(model, 0) + predictions.n
-                self._reported(monitor.add(predictions))
+                self._reported(reports)
         except Exception as exc:  # a bug, not bad input: never let one record stop the stream
             log.exception("model %s: record %s[%d]@%d could not be processed", model,
                           record.topic, record.partition, record.offset)
