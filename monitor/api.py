@@ -34,7 +34,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from monitor import __version__
 from monitor.config import ConfigError
-from monitor.errors import InputError, ProfileError
+from monitor.errors import DriftlineError, InputError, ProfileError
 from monitor.export import CollectorRegistry, exposition
 from monitor.streaming.status import ModelStatus, ServiceControl, ServiceStatus
 
@@ -355,6 +355,7 @@ def create_app(control: ServiceControl, registry: CollectorRegistry) -> FastAPI:
         summary="An Evidently HTML report of the latest window against the reference",
         responses={200: {"description": "the report", "content": {"text/html": _TEXT}},
                    404: _error_outside_json(_MODEL_404["description"]),
+                   409: _error_outside_json("the latest window cannot be reported (no feature with values)"),
                    503: _error_outside_json("Evidently is not available in this installation")},
     )
     def report(model: ModelName) -> HTMLResponse:
@@ -366,6 +367,8 @@ def create_app(control: ServiceControl, registry: CollectorRegistry) -> FastAPI:
             raise _unknown_model(_key_name(exc) or model, status) from None
         except RuntimeError as exc:
             raise HTTPException(503, f"Evidently report unavailable: {_one_line(exc)}") from None
+        except DriftlineError as exc:  # e.g. no feature with values on both sides
+            raise HTTPException(409, f"no report for this window: {_one_line(exc)}") from None
         return HTMLResponse(html)
 
     @app.post(
@@ -427,7 +430,11 @@ def create_app(control: ServiceControl, registry: CollectorRegistry) -> FastAPI:
             result = control.reload_config()
         except ConfigError as exc:
             body = InvalidConfig(detail="invalid config, old config kept",
-                                 errors=[str(issue) for issue in exc.issues])
+                                 errors=[str(issue) for issue in exc.issues] or [_one_line(exc)])
+            return JSONResponse(body.model_dump(), status_code=422)
+        except DriftlineError as exc:  # valid YAML, but e.g. a reference that cannot be read
+            body = InvalidConfig(detail="config not applied, old config kept",
+                                 errors=[_one_line(exc)])
             return JSONResponse(body.model_dump(), status_code=422)
         out: dict[str, Any] = _json_ready(result)
         return out

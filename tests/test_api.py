@@ -80,7 +80,9 @@ class FakeControl:
         self.received_labels: list[tuple[bytes, str]] = []
         self.references: dict[str, bytes] = {}
         self.config_issues: list[ConfigIssue] = []
+        self.reference_unreadable = False
         self.evidently_installed = True
+        self.window_empty = False
 
     def status(self) -> ServiceStatus:
         return self.current
@@ -118,11 +120,15 @@ class FakeControl:
     def reload_config(self) -> Mapping[str, Any]:
         if self.config_issues:
             raise ConfigError(self.config_issues)
+        if self.reference_unreadable:
+            raise InputError("config is valid but a reference cannot be read: ref.parquet: not found")
         return {"models": list(self.current.configured_models), "changed": []}
 
     def evidently_report(self, model: str) -> str:
         if not self.evidently_installed:
             raise RuntimeError("evidently is not installed;\ninstall driftline[evidently]")
+        if self.window_empty:
+            raise InputError("no feature has values in both the reference and the window")
         return f"<html><body>report of {model}</body></html>"
 
 
@@ -430,7 +436,7 @@ def test_an_unexpected_error_is_logged_and_answered_with_a_one_line_500(
     ("/models", "get", {"200"}),
     ("/models/{model}/drift", "get", {"200", "404", "422"}),
     ("/models/{model}/history", "get", {"200", "404", "422"}),
-    ("/models/{model}/report", "get", {"200", "404", "422", "503"}),
+    ("/models/{model}/report", "get", {"200", "404", "409", "422", "503"}),
     ("/labels", "post", {"200", "400", "404", "415"}),
     ("/models/{model}/reference", "post", {"200", "400", "404", "422"}),
     ("/config/reload", "post", {"200", "422"}),
@@ -448,3 +454,19 @@ def test_the_openapi_spec_declares_the_raw_request_bodies(client: TestClient) ->
     assert set(paths["/models/{model}/reference"]["post"]["requestBody"]["content"]) == {
         "application/octet-stream"}
     assert paths["/metrics"]["get"]["responses"]["200"]["content"].keys() >= {"text/plain"}
+
+
+def test_a_reload_whose_reference_cannot_be_read_is_a_422_and_keeps_the_old_config(
+        control: FakeControl) -> None:
+    control.reference_unreadable = True
+    response = client_for(control).post("/config/reload")
+    assert response.status_code == 422
+    assert response.json()["errors"] == [
+        "config is valid but a reference cannot be read: ref.parquet: not found"]
+
+
+def test_a_report_of_a_window_without_values_is_a_409_with_one_line(control: FakeControl) -> None:
+    control.window_empty = True
+    response = client_for(control).get("/models/credit/report")
+    assert response.status_code == 409
+    assert "no feature has values" in response.json()["detail"]
