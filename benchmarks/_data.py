@@ -9,19 +9,23 @@ N_NUMERICAL = 14
 N_CATEGORICAL = 6
 
 
+def numeric_shape(rng: np.random.Generator, index: int, rows: int) -> np.ndarray:
+    """Column ``index``'s values: normal, lognormal, gamma or rounded uniform (many ties)."""
+    kind = index % 4
+    if kind == 0:
+        return rng.normal(0.0, 1.0, rows)
+    if kind == 1:
+        return rng.lognormal(3.0, 0.7, rows)
+    if kind == 2:
+        return rng.gamma(2.0, 2.0, rows)
+    return np.round(rng.uniform(0, 1000, rows), 1)
+
+
 def make_table(rows: int, *, seed: int, shift: bool) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     cols: dict[str, object] = {}
     for i in range(N_NUMERICAL):
-        kind = i % 4
-        if kind == 0:
-            x = rng.normal(0.0, 1.0, rows)
-        elif kind == 1:
-            x = rng.lognormal(3.0, 0.7, rows)
-        elif kind == 2:
-            x = rng.gamma(2.0, 2.0, rows)
-        else:
-            x = np.round(rng.uniform(0, 1000, rows), 1)  # many ties
+        x = numeric_shape(rng, i, rows)
         if shift and i in (0, 5):
             x = x + 0.25 * x.std()
         x[rng.random(rows) < 0.01] = np.nan

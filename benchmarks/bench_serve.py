@@ -83,17 +83,11 @@ def inputs(n: int, rng: Any, shift: bool = False) -> list[dict[str, Any]]:
     """``n`` events' inputs: 16 numerical columns of four shapes, 4 categorical ones."""
     import numpy as np
 
+    from benchmarks._data import numeric_shape
+
     cols: dict[str, list[Any]] = {}
     for i, name in enumerate(NUM):
-        kind = i % 4
-        if kind == 0:
-            x = rng.normal(0.0, 1.0, n)
-        elif kind == 1:
-            x = rng.lognormal(3.0, 0.7, n)
-        elif kind == 2:
-            x = rng.gamma(2.0, 2.0, n)
-        else:
-            x = np.round(rng.uniform(0, 1000, n), 1)  # many ties
+        x = numeric_shape(rng, i, n)
         if shift and name == SHIFTED:
             x = x + 1.0  # one reference standard deviation
         cols[name] = np.round(x, 4).tolist()
