@@ -1,0 +1,211 @@
+"""What every payload extractor shares: the error, the protocol, and the value rules.
+
+An extractor turns one parsed request/response pair of a model server into
+:class:`~collectors.events.Instance` rows, one per instance of the batch.  It
+is pure: parsed JSON in (``dict``/``list``/``str``/``int``/``float``/``bool``/
+``None``, as ``msgspec.json.decode`` returns it), frozen dataclasses out.
+
+Rules common to all protocols, in one place so they cannot drift apart:
+
+* **Values.**  A feature or output value is kept as it is when it is a JSON
+  scalar (str, int, float, bool, null).  A nested value (a list or object
+  inside one feature) becomes its compact JSON text with sorted keys, so
+  equal values always give equal text and the monitor can still count it as
+  a category.
+* **Rows.**  An instance given as an object has its keys as feature names; as
+  a list, the names come from ``feature_names`` when given (which must then
+  have one name per value, else ``mismatch``) or are ``f0, f1, ...``; as a
+  bare scalar, it is one feature, ``feature_names[0]`` or ``f0``.
+* **Predictions.**  A scalar prediction is the output ``prediction``; a list
+  gives ``prediction_0, prediction_1, ...``; an object gives its keys.
+* **Pairing.**  When the response holds a list of predictions it must have one
+  per request instance (else ``mismatch``) and the i-th prediction belongs to
+  the i-th instance.  An object whose values are all lists of exactly the
+  batch size is read as columns (one row per instance).  Any other single
+  value is the prediction of a one-instance request.  A response without
+  predictions (no body, an error object) gives instances with empty outputs.
+
+Errors are :class:`ExtractError`, a :class:`monitor.errors.InputError` whose
+``str`` is one line, ``"<reason>: <detail>"``.  Details name keys, tensors,
+paths and counts, never feature values, so they are safe to log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from functools import lru_cache
+from typing import Any, Literal, Protocol, cast
+from urllib.parse import unquote, urlsplit
+
+import msgspec
+
+from collectors.events import Instance, Scalar
+from monitor.errors import InputError
+
+Reason = Literal["not_json", "unknown_shape", "mismatch"]
+REASONS: frozenset[str] = frozenset({"not_json", "unknown_shape", "mismatch"})
+
+Extraction = tuple[Instance, ...]
+
+PREDICTION = "prediction"
+_SCALAR_TYPES = frozenset({str, int, float, bool, type(None)})
+_MAX_DETAIL = 300
+
+
+class ExtractError(InputError):
+    """A payload the extractors cannot turn into instances.
+
+    ``reason`` is ``not_json`` (a body is not JSON), ``unknown_shape`` (JSON of
+    a shape the protocol does not define, or a bad generic spec) or
+    ``mismatch`` (counts that disagree: instances vs predictions, tensor
+    batch sizes, shape vs data, feature names vs values).
+    """
+
+    def __init__(self, reason: Reason, detail: str) -> None:
+        text = " ".join(detail.split())
+        if len(text) > _MAX_DETAIL:
+            text = text[: _MAX_DETAIL - 3] + "..."
+        super().__init__(f"{reason}: {text}")
+        self.reason: Reason = reason
+        self.detail = text
+
+
+class Extractor(Protocol):
+    """One wire protocol of a model server."""
+
+    name: str
+
+    def matches(self, path: str, request: Any) -> bool:
+        """Cheap test: is this call (URL path, parsed request body) of this protocol?"""
+        ...
+
+    def extract(self, request: Any, response: Any) -> Extraction:
+        """The instances of a parsed request, paired with the parsed response's outputs.
+
+        ``response`` is ``None`` when there was no response body.
+        """
+        ...
+
+
+def route_path(path: str) -> str:
+    """The path part of a request target, percent-decoded, without query or trailing slash.
+
+    ``"http://h/v1/models/m%3Apredict?x=1"`` and ``"/v1/models/m:predict/"``
+    both give ``"/v1/models/m:predict"``.
+    """
+    target = urlsplit(path).path if "://" in path else path.split("?", 1)[0].split("#", 1)[0]
+    target = unquote(target)
+    return target.rstrip("/") or "/"
+
+
+def scalar(value: Any) -> Scalar:
+    """A JSON scalar as it is; anything nested as its compact, key-sorted JSON text."""
+    if type(value) in _SCALAR_TYPES:  # the exact types msgspec decodes to: the hot path
+        return cast(Scalar, value)
+    if value is None or isinstance(value, str | bool | int | float):
+        return value
+    try:
+        return msgspec.json.encode(value, order="sorted").decode()
+    except (msgspec.MsgspecError, RecursionError, TypeError) as exc:
+        detail = f"a value cannot be written as JSON text ({type(exc).__name__})"
+        raise ExtractError("unknown_shape", detail) from None
+
+
+def describe(value: Any) -> str:
+    """The JSON type of a value, for messages (never the value itself)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return f"an array of {len(value)}"
+    if isinstance(value, dict):
+        keys = ", ".join(repr(k) for k in list(value)[:5])
+        more = ", ..." if len(value) > 5 else ""
+        return f"an object with keys [{keys}{more}]" if value else "an empty object"
+    return type(value).__name__
+
+
+def positional_names(n: int, feature_names: Sequence[str] | None, prefix: str, where: str) -> Sequence[str]:
+    """``feature_names`` (checked to have ``n`` names) or ``prefix0, prefix1, ...``."""
+    if feature_names is None:
+        return _default_names(n, prefix) if n <= 1024 else [f"{prefix}{i}" for i in range(n)]
+    if len(feature_names) != n:
+        raise ExtractError("mismatch", f"{where} has {n} values but feature_names has "
+                                       f"{len(feature_names)} names")
+    return feature_names
+
+
+@lru_cache(maxsize=256)
+def _default_names(n: int, prefix: str) -> tuple[str, ...]:
+    return tuple(f"{prefix}{i}" for i in range(n))
+
+
+def row_features(row: Any, feature_names: Sequence[str] | None, where: str) -> dict[str, Scalar]:
+    """The features of one instance: an object's keys, or positional names for a list or a scalar."""
+    if isinstance(row, dict):
+        return {str(k): scalar(v) for k, v in row.items()}
+    if isinstance(row, list):
+        names = positional_names(len(row), feature_names, "f", where)
+        return {name: scalar(v) for name, v in zip(names, row, strict=True)}
+    names = positional_names(1, feature_names, "f", where)
+    return {names[0]: scalar(row)}
+
+
+def prediction_outputs(value: Any) -> dict[str, Scalar]:
+    """The outputs of one prediction: ``prediction``, ``prediction_<i>`` or an object's keys."""
+    if isinstance(value, dict):
+        return {str(k): scalar(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return {f"{PREDICTION}_{i}": scalar(v) for i, v in enumerate(value)}
+    return {PREDICTION: scalar(value)}
+
+
+def columns_to_rows(columns: Mapping[str, Any], where: str) -> list[dict[str, Any]]:
+    """TF-serving "columnar" input: ``{"a": [1, 2], "b": [3, 4]}`` is two rows.
+
+    Every value a list of the same length N gives N rows; lists of different
+    lengths are a ``mismatch``; an object holding any non-list value is one
+    row as it stands.
+    """
+    if not columns:
+        raise ExtractError("unknown_shape", f"{where} is an empty object")
+    values = list(columns.values())
+    if not all(isinstance(v, list) for v in values):
+        return [dict(columns)]
+    lengths = {len(v) for v in values}
+    if len(lengths) > 1:
+        detail = ", ".join(f"{k!r}: {len(v)}" for k, v in list(columns.items())[:5])
+        raise ExtractError("mismatch", f"the columns of {where} differ in length ({detail})")
+    n = lengths.pop()
+    return [{str(k): v[i] for k, v in columns.items()} for i in range(n)]
+
+
+def split_predictions(predictions: Any, n: int, where: str) -> list[Any]:
+    """One raw prediction per instance of an ``n``-instance request (see the module rules)."""
+    if isinstance(predictions, list):
+        if len(predictions) != n:
+            raise ExtractError("mismatch", f"the request has {n} instances but {where} has "
+                                           f"{len(predictions)}")
+        return predictions
+    if (isinstance(predictions, dict) and predictions and n >= 1
+            and all(isinstance(v, list) and len(v) == n for v in predictions.values())):
+        return [{k: v[i] for k, v in predictions.items()} for i in range(n)]
+    if n == 1:
+        return [predictions]
+    raise ExtractError("mismatch", f"the request has {n} instances but {where} is {describe(predictions)}")
+
+
+def pair(inputs: Sequence[Mapping[str, Scalar]],
+         outputs: Sequence[Mapping[str, Scalar]] | None) -> Extraction:
+    """Instances from per-instance inputs and (already counted) per-instance outputs."""
+    if outputs is None:
+        return tuple(Instance(inputs=x) for x in inputs)
+    if len(outputs) != len(inputs):
+        raise ExtractError("mismatch", f"the request has {len(inputs)} instances but the response has "
+                                       f"{len(outputs)} predictions")
+    return tuple(Instance(inputs=x, outputs=y) for x, y in zip(inputs, outputs, strict=True))
