@@ -58,8 +58,6 @@ class Queue(Protocol):
 class ProxyMetrics(Protocol):
     def observe_proxy(self, status: int | None, seconds: float) -> None: ...
 
-    def captured(self, events: int) -> None: ...
-
     def dropped(self, reason: str, events: int) -> None: ...
 
 
@@ -240,5 +238,4 @@ class Proxy:
                           ts_ms=int(self._clock() * 1000), instances=instances,
                           latency_ms=round(elapsed * 1000, 3), status=status,
                           model_version=settings.model_version)
-        self.metrics.captured(len(instances))
-        self.queue.offer(capture)  # never blocks; a full queue counts its own drops
+        self.queue.offer(capture)  # never blocks; the queue counts captures and its own drops

@@ -1,0 +1,133 @@
+"""The collector's own Prometheus metrics: the collectors' only ``prometheus_client`` import.
+
+:class:`CollectorMetrics` owns a fresh :class:`~prometheus_client.CollectorRegistry` (never
+the process-wide default, so a collector embedded in another process exposes only its own
+series, and tests can build as many as they like).  Series (``model`` comes from config,
+``reason`` and ``status`` from fixed sets; never request ids or raw values):
+
+=============================================================  =====================================
+``driftline_collector_events_captured_total{model}``           events handed to the delivery queue
+``driftline_collector_events_sent_total{model}``               events the broker acknowledged
+``driftline_collector_events_dropped_total{model,reason}``     events dropped on purpose, by reason
+``driftline_collector_events_failed_total{model}``             events the sender could not deliver
+``driftline_collector_queue_depth{model}``                     events waiting in the delivery queue
+``driftline_collector_delivery_latency_seconds{model}``        capture time to broker ack, per event
+``driftline_collector_proxy_latency_seconds{model,status}``    time the proxy took per request
+=============================================================  =====================================
+
+Drop reasons (:data:`DROP_REASONS`, every one pre-initialised at 0 per model so that
+``rate()`` and alert rules see the series before the first drop): ``queue_full`` (the
+bounded queue was full: broker down or slow), ``oversize`` (an event larger than one
+message), ``sampled_out``, ``skipped`` and ``unparseable`` (decided by the proxy before
+delivery) and ``shutdown`` (still queued when the collector stopped).
+
+The delivery accounting identity, once the queue is empty and nothing is in flight:
+``captured = sent + failed + dropped{queue_full, oversize, shutdown}``.  The proxy-side
+reasons count events that were never captured.
+
+The proxy's ``status`` label is a class, :func:`status_class`: ``"1xx"`` ... ``"5xx"``, or
+``"error"`` when there was no HTTP answer (connection refused, timeout).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Final
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, choose_encoder, generate_latest
+
+DROP_REASONS: Final = ("queue_full", "oversize", "sampled_out", "skipped", "unparseable", "shutdown")
+STATUS_CLASSES: Final = ("1xx", "2xx", "3xx", "4xx", "5xx", "error")
+DELIVERY_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+PROXY_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+def status_class(status: int | None) -> str:
+    """``"2xx"`` for 200..299 and so on; ``"error"`` for no status or one outside 100..599."""
+    if status is None or not 100 <= status <= 599:
+        return "error"
+    return f"{status // 100}xx"
+
+
+class CollectorMetrics:
+    """The collector's counters, gauge and histograms, on their own registry.
+
+    Thread-safe (``prometheus_client`` metrics are): the request path, the delivery
+    thread and the Kafka client's callback thread all update them.
+    """
+
+    def __init__(self, models: Iterable[str] = ()) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self._captured = Counter("driftline_collector_events_captured",
+                                 "Events handed to the delivery queue.", ["model"], registry=r)
+        self._sent = Counter("driftline_collector_events_sent", "Events acknowledged by the broker.",
+                             ["model"], registry=r)
+        self._dropped = Counter("driftline_collector_events_dropped",
+                                "Events dropped on purpose, by reason (" + ", ".join(DROP_REASONS) + ").",
+                                ["model", "reason"], registry=r)
+        self._failed = Counter("driftline_collector_events_failed",
+                               "Events handed to the sender that were not delivered.", ["model"], registry=r)
+        self._queue_depth = Gauge("driftline_collector_queue_depth", "Events waiting in the delivery queue.",
+                                  ["model"], registry=r)
+        self._delivery_latency = Histogram(
+            "driftline_collector_delivery_latency_seconds",
+            "Time from capture to the broker's acknowledgement, per event.",
+            ["model"], buckets=DELIVERY_BUCKETS, registry=r)
+        self._proxy_latency = Histogram(
+            "driftline_collector_proxy_latency_seconds",
+            "Time the proxy took per request, by status class (1xx..5xx, error).",
+            ["model", "status"], buckets=PROXY_BUCKETS, registry=r)
+        self._models: set[str] = set()
+        for model in models:
+            self.add_model(model)
+
+    def add_model(self, model: str) -> None:
+        """Create every per-model series at 0 (idempotent)."""
+        if model in self._models:
+            return
+        self._models.add(model)
+        self._captured.labels(model)
+        self._sent.labels(model)
+        self._failed.labels(model)
+        for reason in DROP_REASONS:
+            self._dropped.labels(model, reason)
+        self._queue_depth.labels(model).set(0)
+        self._delivery_latency.labels(model)
+
+    def captured(self, model: str, n: int = 1) -> None:
+        self._captured.labels(model).inc(n)
+
+    def sent(self, model: str, n: int) -> None:
+        self._sent.labels(model).inc(n)
+
+    def failed(self, model: str, n: int) -> None:
+        self._failed.labels(model).inc(n)
+
+    def dropped(self, model: str, reason: str, n: int = 1) -> None:
+        if reason not in DROP_REASONS:
+            raise ValueError(f"unknown drop reason {reason!r}; expected one of {', '.join(DROP_REASONS)}")
+        self._dropped.labels(model, reason).inc(n)
+
+    def set_queue_depth(self, model: str, depth: int) -> None:
+        self._queue_depth.labels(model).set(depth)
+
+    def observe_delivery_latency(self, model: str, seconds: float) -> None:
+        self._delivery_latency.labels(model).observe(max(0.0, seconds))
+
+    def observe_proxy_latency(self, model: str, status: int | None, seconds: float) -> None:
+        self._proxy_latency.labels(model, status_class(status)).observe(max(0.0, seconds))
+
+    def exposition(self, accept: str | None = None) -> tuple[bytes, str]:
+        """The scrape body and its content type.
+
+        ``accept`` is the request's Accept header: OpenMetrics when the scraper asks for
+        ``application/openmetrics-text``, else the Prometheus text format (also when the
+        header is malformed, rather than failing the scrape).
+        """
+        try:
+            encoder, content_type = choose_encoder(accept or "")
+        except (TypeError, ValueError):  # e.g. "version=abc": prometheus_client compares str with int
+            return generate_latest(self.registry), CONTENT_TYPE_PLAIN_0_0_4
+        return encoder(self.registry), content_type

@@ -1,0 +1,107 @@
+"""``driftline collect``: the composition root of the sidecar.
+
+Two listeners in one asyncio loop: the proxy on ``--listen`` (what the
+Service's targetPort points at) and the collector's own ``/metrics`` and
+``/healthz`` on ``--metrics-port``, so the model's port never serves them.
+Captures go from the proxy to a bounded :class:`~collectors.delivery.Delivery`
+whose thread ships them with a :class:`~collectors.producer.KafkaSender`.
+
+SIGTERM and SIGINT stop the listeners, then give the delivery
+``drain_timeout_s`` to send what is queued (the rest is counted as dropped,
+reason ``shutdown``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from collectors.delivery import Delivery, DropPolicy
+from collectors.metrics import CollectorMetrics
+from collectors.producer import KafkaSender
+from collectors.proxy import Proxy, ProxySettings
+
+log = logging.getLogger("driftline.collector")
+
+
+@dataclass(frozen=True)
+class SidecarSettings:
+    proxy: ProxySettings
+    listen_host: str
+    listen_port: int
+    metrics_port: int
+    kafka: str
+    topic: str = "driftline.predictions"
+    queue_events: int = 10_000
+    drop: DropPolicy = "oldest"
+    batch_events: int = 100
+    linger_s: float = 0.05
+    drain_timeout_s: float = 5.0
+
+
+class _ModelMetrics:
+    """The proxy's view of the metrics: labelled with this sidecar's model."""
+
+    def __init__(self, metrics: CollectorMetrics, model: str) -> None:
+        self._metrics, self._model = metrics, model
+
+    def observe_proxy(self, status: int | None, seconds: float) -> None:
+        self._metrics.observe_proxy_latency(self._model, status, seconds)
+
+    def dropped(self, reason: str, events: int) -> None:
+        self._metrics.dropped(self._model, reason, events)
+
+
+def metrics_app(metrics: CollectorMetrics, delivery: Delivery) -> web.Application:
+    async def exposition(request: web.Request) -> web.Response:
+        body, content_type = metrics.exposition(request.headers.get("Accept"))
+        response = web.Response(body=body)
+        response.headers["Content-Type"] = content_type
+        return response
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "queued_events": delivery.queued_events})
+
+    app = web.Application()
+    app.router.add_get("/metrics", exposition)
+    app.router.add_get("/healthz", healthz)
+    return app
+
+
+async def serve(settings: SidecarSettings) -> None:
+    metrics = CollectorMetrics()
+    sender = KafkaSender(settings.kafka, client_id=f"driftline-collector-{settings.proxy.model}")
+    delivery = Delivery(sender, settings.topic, settings.proxy.model, settings.proxy.model_version,
+                        max_queue_events=settings.queue_events, drop=settings.drop,
+                        batch_events=settings.batch_events, linger_s=settings.linger_s,
+                        metrics=metrics).start()
+    proxy = Proxy(settings.proxy, delivery, _ModelMetrics(metrics, settings.proxy.model))
+    runners = [web.AppRunner(proxy.app(), access_log=None),
+               web.AppRunner(metrics_app(metrics, delivery), access_log=None)]
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        for runner in runners:
+            await runner.setup()
+        await web.TCPSite(runners[0], settings.listen_host, settings.listen_port).start()
+        await web.TCPSite(runners[1], settings.listen_host, settings.metrics_port).start()
+        log.info("proxying %s:%d -> %s for model %s; metrics on :%d; Kafka %s topic %s",
+                 settings.listen_host, settings.listen_port, settings.proxy.upstream,
+                 settings.proxy.model, settings.metrics_port, settings.kafka, settings.topic)
+        await stop.wait()
+        log.info("stopping: no new requests; draining the queue for up to %.0f s",
+                 settings.drain_timeout_s)
+    finally:
+        for runner in runners:
+            await runner.cleanup()
+        await asyncio.to_thread(delivery.stop, settings.drain_timeout_s)  # closes the sender
+
+
+def run(settings: SidecarSettings) -> None:
+    asyncio.run(serve(settings))
