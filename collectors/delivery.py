@@ -64,6 +64,7 @@ DropPolicy = Literal["newest", "oldest"]
 #: Kafka brokers accept by default, leaving room for the record's own overhead
 DEFAULT_MAX_MESSAGE_BYTES = 1_000_000
 _MIN_BACKOFF_S = 0.05
+_WARN_EVERY_S = 30.0
 
 
 class Sender(Protocol):
@@ -128,6 +129,7 @@ class Delivery:
         self._stopping = False  # drain without lingering, then exit
         self._abandon = False  # stop ran out of time: hand nothing more to the sender
         self._thread: threading.Thread | None = None
+        self._last_warning = -_WARN_EVERY_S
 
     # -- the request path ----------------------------------------------------------------------
 
@@ -336,6 +338,7 @@ class Delivery:
             else:
                 self.metrics.failed(model, n)
                 log.debug("%d events of %s not delivered: %s: %s", n, model, type(exc).__name__, exc)
+                self._warn_failure(model, exc)
                 if sending:
                     refused.append(exc)
 
@@ -345,6 +348,14 @@ class Delivery:
             on_done(exc)
         sending = False
         return bool(refused)
+
+    def _warn_failure(self, model: str, exc: Exception) -> None:
+        """One warning per ``_WARN_EVERY_S`` while deliveries fail (the counters have the rest)."""
+        now = time.monotonic()
+        if now - self._last_warning >= _WARN_EVERY_S:
+            self._last_warning = now
+            log.warning("events of %s are not being delivered (%s: %s); see "
+                        "driftline_collector_events_failed_total", model, type(exc).__name__, exc)
 
     def _count_dropped(self, captures: Sequence[Capture], reason: str) -> None:
         counts: dict[str, int] = {}

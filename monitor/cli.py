@@ -317,7 +317,7 @@ def collect(
 
     logging.basicConfig(level=log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("kafka").setLevel(logging.ERROR)
+    logging.getLogger("kafka").setLevel(logging.CRITICAL)  # the delivery logs outages itself
     host, port = _host_port(listen, "--listen")
     if not upstream.startswith(("http://", "https://")):
         raise _fail(f"--upstream must be an http:// or https:// URL; got {upstream!r}")
