@@ -350,6 +350,86 @@ def collect(
     run(settings)
 
 
+ImageOpt = Annotated[str, typer.Option("--image", help="collector image")]
+KafkaOpt = Annotated[str, typer.Option("--kafka", help="Kafka bootstrap servers for the collector")]
+ModelOpt = Annotated[str | None, typer.Option(
+    "--model", help="model name (default: the pod's app.kubernetes.io/name label)")]
+ModelPortOpt = Annotated[int | None, typer.Option(
+    "--model-port", help="the model's port (default: the first containerPort)", min=1, max=65535)]
+CollectorPortOpt = Annotated[int, typer.Option("--collector-port", help="the collector's proxy port",
+                                               min=1, max=65535)]
+MetricsPortOpt = Annotated[int, typer.Option("--metrics-port", help="the collector's /metrics port",
+                                             min=1, max=65535)]
+SampleOpt = Annotated[float | None, typer.Option("--sample-rate", help="share of requests captured",
+                                                 min=0.0, max=1.0)]
+NativeOpt = Annotated[bool, typer.Option(
+    "--native-sidecar", help="an initContainer with restartPolicy: Always (Kubernetes >= 1.29)")]
+
+
+def _inject_options(image: str, kafka: str, model: str | None, model_port: int | None,
+                    collector_port: int, metrics_port: int, sample_rate: float | None,
+                    native_sidecar: bool) -> object:
+    from collectors.inject import InjectOptions
+
+    return InjectOptions(image=image, kafka=kafka, model=model, model_port=model_port,
+                         collector_port=collector_port, metrics_port=metrics_port,
+                         sample_rate=sample_rate, native_sidecar=native_sidecar)
+
+
+@app.command()
+def inject(
+    file: Annotated[str, typer.Option("-f", "--filename", help="Deployment/Pod/... YAML, or - for stdin")],
+    image: ImageOpt = "ghcr.io/example/driftline:latest",
+    kafka: KafkaOpt = "kafka.kafka.svc:9092",
+    model: ModelOpt = None,
+    model_port: ModelPortOpt = None,
+    collector_port: CollectorPortOpt = 8081,
+    metrics_port: MetricsPortOpt = 9091,
+    sample_rate: SampleOpt = None,
+    native_sidecar: NativeOpt = False,
+) -> None:
+    """Print the manifests with the collector sidecar attached; Services that point at the
+    model's port are rewired through the collector."""
+    from collectors.inject import inject_yaml
+
+    try:
+        text = sys.stdin.read() if file == "-" else Path(file).read_text()
+    except OSError as exc:
+        raise _fail(f"{file}: cannot read: {exc.strerror or exc}") from None
+    options = _inject_options(image, kafka, model, model_port, collector_port, metrics_port,
+                              sample_rate, native_sidecar)
+    typer.echo(inject_yaml(text, options), nl=False)  # type: ignore[arg-type]
+
+
+@app.command()
+def webhook(
+    tls_cert: Annotated[str, typer.Option("--tls-cert", help="PEM certificate")],
+    tls_key: Annotated[str, typer.Option("--tls-key", help="PEM private key")],
+    listen: Annotated[str, typer.Option("--listen", help="HOST:PORT")] = "0.0.0.0:8443",
+    image: ImageOpt = "ghcr.io/example/driftline:latest",
+    kafka: KafkaOpt = "kafka.kafka.svc:9092",
+    model: ModelOpt = None,
+    model_port: ModelPortOpt = None,
+    collector_port: CollectorPortOpt = 8081,
+    metrics_port: MetricsPortOpt = 9091,
+    sample_rate: SampleOpt = None,
+    native_sidecar: NativeOpt = False,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
+) -> None:
+    """Mutating admission webhook (TLS) that attaches the collector to pods annotated
+    driftline.io/inject: "true" (manifests in k8s/webhook)."""
+    import logging
+
+    from collectors.webhook import run_webhook
+
+    logging.basicConfig(level=log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _host_port(listen, "--listen")
+    options = _inject_options(image, kafka, model, model_port, collector_port, metrics_port,
+                              sample_rate, native_sidecar)
+    run_webhook(listen, tls_cert, tls_key, options)  # type: ignore[arg-type]
+
+
 @app.command()
 def demo() -> None:
     """Drift check of the bundled sample data (the full streaming loop comes later)."""
