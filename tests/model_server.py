@@ -49,6 +49,13 @@ async def mlflow(request: Request) -> dict[str, Any]:
     return {"predictions": [score(r) for r in split["data"]]}
 
 
+@app.post("/score")
+async def generic(request: Request) -> dict[str, Any]:
+    """A home-grown protocol: {"data": [{"features": {...}}]} -> {"result": [{"score": x}]}."""
+    body = await request.json()
+    return {"result": [{"score": score(list(item["features"].values()))} for item in body["data"]]}
+
+
 @app.api_route("/echo/{tail:path}", methods=["GET", "POST", "PUT", "DELETE", "PATCH"])
 async def echo(tail: str, request: Request) -> Response:
     body = await request.body()

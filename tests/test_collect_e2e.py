@@ -123,6 +123,25 @@ def test_requests_in_every_protocol_arrive_in_kafka_as_the_right_events(
         assert metric(metrics_url, "driftline_collector_events_captured_total", model="m") == 5
 
 
+def test_a_home_grown_protocol_is_captured_with_the_configured_json_paths(
+        tmp_path: Path, broker: Broker, model_url: str) -> None:
+    topic = f"pred-{uuid.uuid4().hex[:8]}"
+    broker.create_topics([topic], partitions=4)
+    proc, url, _ = collector(tmp_path, model_url, broker.bootstrap, topic,
+                             "--generic-instances", "$.data[*]", "--generic-inputs", "features",
+                             "--generic-outputs", "$.result[*].score")
+    with proc:
+        status, answer, _ = post(f"{url}/score", {"data": [{"features": {"a": 2.0, "b": 4.0}},
+                                                           {"features": {"a": 1.0, "b": 0.0}}]},
+                                 {"X-Request-Id": "g"})
+        assert status == 200 and answer == {"result": [{"score": 2.0}, {"score": 0.333333}]}
+        got = sorted(consume(broker.bootstrap, topic, 2), key=lambda e: e["request_id"])
+        assert got == [
+            {"request_id": "g/0", "inputs": {"a": 2.0, "b": 4.0}, "outputs": {"score": 2.0}},
+            {"request_id": "g/1", "inputs": {"a": 1.0, "b": 0.0}, "outputs": {"score": 0.333333}},
+        ]
+
+
 def _rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
