@@ -55,7 +55,7 @@ from typing import Any, Literal, Protocol, Self
 
 from collectors.events import Capture
 from collectors.metrics import CollectorMetrics
-from monitor.ingest.codec import JSON, encode_predictions
+from monitor.ingest.wire import JSON, encode_predictions
 
 log = logging.getLogger("driftline.collector.delivery")
 

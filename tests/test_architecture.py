@@ -39,3 +39,14 @@ def test_every_third_party_client_is_imported_by_its_one_owner_module_only():
     assert importers == {client: owners & importers[client] for client, owners in OWNERS.items()}
     assert importers["kafka"] == {"monitor/ingest/kafka.py", "collectors/producer.py"}
     assert importers["prometheus_client"] == {"monitor/export.py", "collectors/metrics.py"}
+
+
+def test_the_sidecar_does_not_load_numpy_or_pandas_which_would_cost_the_pod_20_mib():
+    import subprocess
+    import sys
+
+    code = ("import sys, collectors.sidecar, collectors.sdk; "
+            "print(sorted(m for m in ('numpy', 'pandas', 'scipy', 'pyarrow') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                            cwd=ROOT, check=True)
+    assert result.stdout.strip() == "[]"

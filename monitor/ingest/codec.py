@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -41,14 +41,25 @@ import numpy as np
 import numpy.typing as npt
 
 from monitor.errors import InputError
+from monitor.ingest.wire import (
+    CONTENT_TYPE_HEADER,
+    DEFAULT_MAX_BYTES,
+    JSON,
+    MSGPACK,
+    MSGPACK_TYPES,
+    SCHEMA_VERSION,
+    encode_labels,
+    encode_predictions,
+    encoding,
+)
 
-SCHEMA_VERSION = 1
-DEFAULT_MAX_BYTES = 1_048_576
-CONTENT_TYPE_HEADER = "content-type"
-MSGPACK = "application/msgpack"
-JSON = "application/json"
+__all__ = [
+    "CONTENT_TYPE_HEADER", "DEFAULT_MAX_BYTES", "JSON", "MSGPACK", "MSGPACK_TYPES", "SCHEMA_VERSION",
+    "DecodeError", "Label", "LabelBatch", "PredictionBatch", "decode_labels", "decode_predictions",
+    "encode_labels", "encode_predictions", "encoding",
+]
+
 _T = TypeVar("_T")
-_MSGPACK_TYPES = frozenset({MSGPACK, "application/x-msgpack"})
 
 #: Largest accepted ts: every integer up to 2**53 is exact as a float (year ~287,000).
 MAX_TS_MS = 2**53
@@ -110,18 +121,6 @@ _DECODERS: dict[str, dict[Any, Any]] = {
 }
 
 
-def _enc_hook(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    raise NotImplementedError(f"cannot encode {type(obj).__name__}")
-
-
-_ENCODERS: dict[str, msgspec.json.Encoder | msgspec.msgpack.Encoder] = {
-    JSON: msgspec.json.Encoder(enc_hook=_enc_hook),
-    MSGPACK: msgspec.msgpack.Encoder(enc_hook=_enc_hook),
-}
-
-
 # -- the public results --------------------------------------------------------------------------
 
 
@@ -157,15 +156,6 @@ class LabelBatch:
 
 
 # -- decoding ------------------------------------------------------------------------------------
-
-
-def encoding(headers: Sequence[tuple[str, bytes]] | None) -> str:
-    """MSGPACK when a ``content-type`` header says msgpack, else JSON (the default)."""
-    for name, value in headers or ():
-        if name.lower() == CONTENT_TYPE_HEADER:
-            media_type = (value or b"").decode("latin-1").split(";")[0].strip().lower()
-            return MSGPACK if media_type in _MSGPACK_TYPES else JSON
-    return JSON
 
 
 def decode_predictions(
@@ -245,22 +235,3 @@ def _classify(data: bytes, untyped: Any, encoding: str, items: str, exc: Excepti
     what = what[:1].lower() + what[1:]
     detail = f"{match['path']}: {what}" if match["path"] else what
     return DecodeError("wrong_types", detail, model=model, events=count)
-
-
-# -- encoding (producers, tests, tools) ----------------------------------------------------------
-
-
-def encode_predictions(model: str, events: Sequence[Mapping[str, Any]], *, model_version: str | None = None,
-                       encoding: str = JSON) -> bytes:
-    """One batch message holding ``events`` (mappings with the wire field names)."""
-    msg: dict[str, Any] = {"schema": SCHEMA_VERSION, "model": model}
-    if model_version is not None:
-        msg["model_version"] = model_version
-    msg["events"] = [dict(e) for e in events]
-    return _ENCODERS[encoding].encode(msg)
-
-
-def encode_labels(model: str, labels: Sequence[Mapping[str, Any]], *, encoding: str = JSON) -> bytes:
-    """One batch message holding ``labels`` (mappings of request_id, ts and target)."""
-    msg = {"schema": SCHEMA_VERSION, "model": model, "labels": [dict(x) for x in labels]}
-    return _ENCODERS[encoding].encode(msg)
