@@ -25,6 +25,7 @@ from collectors.events import Capture, Instance
 from collectors.metrics import DROP_REASONS, CollectorMetrics, status_class
 from collectors.producer import KafkaSender, SenderBufferFull
 from monitor.ingest.codec import PredictionBatch, decode_predictions
+from tests.fakes import RecordingSender
 from tests.servers import Broker, free_port, start_broker
 
 TS0 = 1_764_300_000_000  # epoch ms
@@ -32,27 +33,6 @@ OnDone = Callable[[Exception | None], None]
 
 
 # -- fake senders ------------------------------------------------------------------------------
-
-
-class RecordingSender:
-    """Acknowledges every message at once and keeps it."""
-
-    def __init__(self) -> None:
-        self.messages: list[tuple[str, bytes, bytes]] = []
-        self.closed = False
-
-    def send(self, topic: str, key: bytes, value: bytes, on_done: OnDone) -> None:
-        self.messages.append((topic, key, value))
-        on_done(None)
-
-    def flush(self, timeout_s: float) -> None:
-        pass
-
-    def close(self) -> None:
-        self.closed = True
-
-    def batches(self) -> list[PredictionBatch]:
-        return [decode_predictions(value) for _, _, value in self.messages]
 
 
 class StuckSender:

@@ -30,6 +30,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from collectors.extractors import FieldPolicy
 from collectors.sdk import Collector, DriftlineMiddleware
 from monitor.ingest.codec import PredictionBatch, decode_predictions
+from tests.fakes import RecordingSender as BaseRecordingSender
 from tests.servers import Broker, free_port
 
 OnDone = Callable[[Exception | None], None]
@@ -38,25 +39,9 @@ OnDone = Callable[[Exception | None], None]
 # -- helpers -----------------------------------------------------------------------------------
 
 
-class RecordingSender:
-    """Acknowledges every message at once and keeps it."""
-
-    def __init__(self) -> None:
-        self.messages: list[tuple[str, bytes, bytes]] = []
-        self.closed = False
-
-    def send(self, topic: str, key: bytes, value: bytes, on_done: OnDone) -> None:
-        self.messages.append((topic, key, value))
-        on_done(None)
-
-    def flush(self, timeout_s: float) -> None:
-        pass
-
-    def close(self) -> None:
-        self.closed = True
-
+class RecordingSender(BaseRecordingSender):
     def events(self) -> dict[str, dict[str, Any]]:
-        return events_by_id(decode_predictions(value) for _, _, value in self.messages)
+        return events_by_id(self.batches())
 
 
 def events_by_id(batches: Any) -> dict[str, dict[str, Any]]:
