@@ -184,6 +184,7 @@ class KafkaSender:
         self._last_error: Exception | None = None
         self._connect_timeout_s = connect_timeout_ms / 1000
         self._warm_topics: set[str] = set()  # topics whose metadata the current producer has
+        self._cold_until: dict[str, float] = {}  # no new wait for a topic's metadata before then
         self._closed = False
 
     @property
@@ -215,7 +216,7 @@ class KafkaSender:
         done = _Once(self, size, on_done)
         try:
             producer = self._ensure_producer()
-            if topic not in self._warm_topics:
+            if topic not in self._warm_topics and time.monotonic() >= self._cold_until.get(topic, 0.0):
                 self._warm(producer, topic)
             future = producer.send(topic, key=key, value=value)
         except Exception as exc:  # no producer, no metadata within max_block_ms, record too large
@@ -265,6 +266,9 @@ class KafkaSender:
 
         ``send`` waits at most ``max_block_ms`` for it, too short for a first request on a
         fresh connection: without this the first batch after every (re)start would fail.
+        When it does not come (the broker went down before it), the next wait is
+        ``retry_connect_s`` away: meanwhile ``send`` fails within ``max_block_ms``, so a
+        batch never holds the delivery thread for ``connect_timeout_ms`` during an outage.
         """
         deadline = time.monotonic() + self._connect_timeout_s
         while True:
@@ -277,6 +281,8 @@ class KafkaSender:
                 pass
             else:
                 self._warm_topics.add(topic)
+                return
+            self._cold_until[topic] = time.monotonic() + self.retry_connect_s
             return
 
     def flush(self, timeout_s: float) -> None:

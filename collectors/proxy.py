@@ -1,41 +1,56 @@
 """The sidecar's reverse proxy: every request goes to the model, unchanged.
 
-Why aiohttp: one asyncio server and one client in a single library, with a
-keep-alive connection pool to the upstream, streaming of bodies in both
-directions and low per-request overhead; uvicorn + httpx would put an ASGI
-layer and a second event-loop integration on the hot path for nothing here.
+Why asyncio protocols with httptools (llhttp, the parser of Node.js) and no
+framework: the proxy sits on every inference call, so what it adds is what
+the model's callers feel.  aiohttp's server and client (the first version of
+this module) cost about 0.2-0.3 ms of Python per request, web.Request and
+ClientResponse objects, routing, header multidicts and a task per request;
+here a request is a few callbacks of the parser, one ``write`` to a pooled
+upstream connection and one ``write`` back, with the bytes of the headers
+passed on as they came.  uvicorn + httpx would add an ASGI layer and a
+second client stack on the same path.  Responses are parsed by a small
+parser of our own (:class:`_Response`), because httptools' response parser
+cannot be told that an answer to ``HEAD`` has no body.
 
-What the caller sees is what the model answered: status, headers (minus
-hop-by-hop ones) and body, for every path and method.  Bodies larger than
-``max_payload_bytes`` (or of unknown length beyond it) are streamed through
-and not captured.  Two things are added: the ``X-Request-Id`` header (taken
-from the request, or generated) on the response and on the upstream request,
-so labels can be joined later; and, when the upstream cannot be reached or
-times out, a 502 or 504 whose JSON body says so (there is no model answer to
-pass on).
+What the caller sees is what the model answered: the status line, the
+end-to-end headers in their order and spelling, and the body, for every path
+and method, with keep-alive and pipelining.  Bodies stream in both
+directions with back-pressure (a slow caller pauses the read from the
+model, a slow model pauses the read from the caller); a chunked body stays
+chunked (or is delimited by closing the connection, to an HTTP/1.0 caller).
+Two things are added: the ``X-Request-Id`` header (taken from the request,
+or generated) on the upstream request and on the response, so labels can be
+joined later; and, when the model cannot be reached, closes the connection
+before answering, or does not answer within ``upstream_timeout_s``, a 502 or
+504 whose one-line JSON body says so (there is no model answer to pass on).
+A keep-alive connection that the model closed just as it was reused is
+retried once on a new connection, before any byte of an answer came back.
 
 Capture happens after the response has been written to the caller: the
 request/response pair is extracted (:mod:`collectors.extractors`), fields
 dropped or hashed, and offered to the bounded delivery queue, which never
-blocks.  A payload that cannot be parsed is counted, never an error for the
-caller.  ``X-Driftline-Skip: 1`` opts a request out; ``sample_rate`` keeps a
-random share; non-2xx answers are captured only with ``capture_errors``.
+blocks.  Bodies over ``max_payload_bytes`` stream through and are counted as
+``oversize``, never buffered.  A payload that cannot be parsed is counted,
+never an error for the caller.  ``X-Driftline-Skip: 1`` opts a request out;
+``sample_rate`` keeps a random share; non-2xx answers are captured only with
+``capture_errors``.
 """
 
 from __future__ import annotations
 
-import io
+import asyncio
 import logging
+import os
 import random
+import ssl
 import time
-import uuid
-from collections.abc import AsyncIterator, Callable
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, cast
+from urllib.parse import unquote, urlsplit
 
-import aiohttp
-from aiohttp import web
-from multidict import CIMultiDict, CIMultiDictProxy
+import httptools
 
 from collectors.events import Capture
 from collectors.extractors import ExtractError, FieldPolicy, GenericSpec, apply, extract
@@ -44,11 +59,16 @@ log = logging.getLogger("driftline.collector")
 
 REQUEST_ID = "X-Request-Id"
 SKIP = "X-Driftline-Skip"
-# RFC 9110 7.6.1 hop-by-hop fields, and what aiohttp recomputes itself
-_HOP_BY_HOP = frozenset(h.lower() for h in (
-    "Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "Proxy-Connection",
-    "TE", "Trailer", "Transfer-Encoding", "Upgrade", "Host", "Content-Length"))
-_CHUNK = 64 * 1024
+_REQUEST_ID = b"x-request-id"
+_SKIP = b"x-driftline-skip"
+# RFC 9110 7.6.1 hop-by-hop fields, and the framing the proxy sets itself
+_HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization",
+                         b"proxy-connection", b"te", b"trailer", b"transfer-encoding", b"upgrade",
+                         b"content-length"})
+_IDEMPOTENT_BODYLESS = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"DELETE"})
+_MAX_HEAD = 64 * 1024  # bytes of a response's status line and headers
+_HIGH_WATER = 1024 * 1024  # request bytes held for an upstream connection not yet there
+_CRLF = b"\r\n"
 
 
 class Queue(Protocol):
@@ -75,31 +95,617 @@ class ProxySettings:
     policy: FieldPolicy | None = None
     upstream_timeout_s: float = 300.0
     pool_size: int = 256
+    upstream_idle_s: float = 30.0  # a pooled connection idle this long is closed
+    client_idle_s: float = 75.0  # a caller's keep-alive connection idle this long is closed
 
 
-def _forward_headers(headers: CIMultiDictProxy[str]) -> CIMultiDict[str]:
-    """The end-to-end headers: hop-by-hop ones, and those ``Connection`` names, removed."""
-    out: CIMultiDict[str] = CIMultiDict()
-    items = list(headers.items())
-    connection = ""
-    for key, value in items:
-        if key.lower() == "connection":
-            connection = value.lower()
-    listed = {t.strip() for t in connection.split(",") if t.strip()}
-    for key, value in items:
-        lower = key.lower()
-        if lower not in _HOP_BY_HOP and lower not in listed:
-            out.add(key, value)
-    return out
+class _BadResponse(Exception):
+    pass
 
 
-def _payload(body: bytes | AsyncIterator[bytes]) -> bytes | io.BytesIO | AsyncIterator[bytes]:
-    # aiohttp writes large raw bytes in one go (and warns): hand it a file-like instead
-    return io.BytesIO(body) if isinstance(body, bytes) and len(body) > 256 * 1024 else body
+def _listed(value: bytes) -> set[bytes]:
+    return {t.strip().lower() for t in value.split(b",") if t.strip()}
+
+
+def _end_to_end(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """Headers without the hop-by-hop ones and those ``Connection`` names."""
+    listed: set[bytes] = set()
+    for name, value in headers:
+        if name.lower() == b"connection":
+            listed |= _listed(value)
+    return [(n, v) for n, v in headers if (low := n.lower()) not in _HOP_BY_HOP and low not in listed]
+
+
+def _header_block(headers: list[tuple[bytes, bytes]]) -> bytes:
+    return b"".join(b"%s: %s\r\n" % pair for pair in headers)
+
+
+def _chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+def _request_id() -> str:
+    return os.urandom(16).hex()
+
+
+class _Exchange:
+    """One request and its answer, from the caller's first byte to the last byte back."""
+
+    __slots__ = ("client", "method", "target", "version", "headers", "request_id", "skip", "chunked",
+                 "length", "kept", "sent", "pending", "pending_size", "request_done", "conn",
+                 "reused", "retried", "started", "timer", "status", "head_sent", "response_done",
+                 "answer", "down_chunked", "close_after", "cancelled", "upgrade", "finished")
+
+    def __init__(self, client: _Client, method: bytes, target: bytes, version: str,
+                 headers: list[tuple[bytes, bytes]], limit: int) -> None:
+        self.client = client
+        self.method, self.target, self.version = method, target, version
+        request_id = skip = None
+        chunked = False
+        length: int | None = None
+        for name, value in headers:
+            low = name.lower()
+            if low == _REQUEST_ID:
+                request_id = value
+            elif low == _SKIP:
+                skip = value
+            elif low == b"transfer-encoding":
+                chunked = True  # llhttp refuses a request whose last coding is not chunked
+            elif low == b"content-length":
+                length = int(value)  # llhttp has checked it
+        self.request_id: str = request_id.decode("latin-1") if request_id else _request_id()
+        self.skip = skip is not None and skip.strip() == b"1"
+        self.chunked = chunked
+        self.length = None if chunked else length
+        self.headers = _end_to_end(headers)
+        # the request body, kept for the capture (and a retry) while it fits the limit
+        self.kept: bytearray | None = bytearray() if (self.length or 0) <= limit else None
+        self.sent = 0  # body bytes passed on (or held in pending)
+        self.pending: list[bytes] = []  # what waits for the upstream connection
+        self.pending_size = 0
+        self.request_done = False
+        self.conn: _Upstream | None = None
+        self.reused = False
+        self.retried = False
+        self.started = time.perf_counter()
+        self.timer: asyncio.TimerHandle | None = None
+        self.status: int | None = None
+        self.head_sent = False
+        self.response_done = False
+        self.answer: bytearray | None = None
+        self.down_chunked = False
+        self.close_after = False
+        self.cancelled = False
+        self.upgrade = False
+        self.finished = False
+
+    # -- the request, towards the model -------------------------------------------------------
+    def head(self) -> bytes:
+        framing = (b"Transfer-Encoding: chunked\r\n" if self.chunked else
+                   b"Content-Length: %d\r\n" % self.length if self.length is not None else b"")
+        return b"".join((self.method, b" ", self.target, b" HTTP/1.1\r\n", _header_block(self.headers),
+                         b"X-Request-Id: ", self.request_id.encode("latin-1"), _CRLF, framing, _CRLF))
+
+    def body(self, data: bytes, limit: int) -> None:
+        if self.kept is not None:
+            if len(self.kept) + len(data) <= limit:
+                self.kept += data
+            else:
+                self.kept = None
+        if self.response_done:
+            return  # answered early (an error, or the model answered before reading it all)
+        framed = _chunk(data) if self.chunked else data
+        self._send(framed)
+
+    def end(self) -> None:
+        self.request_done = True
+        if self.chunked and not self.response_done:
+            self._send(b"0\r\n\r\n")
+
+    def _send(self, data: bytes) -> None:
+        conn = self.conn
+        if conn is not None and conn.transport is not None:
+            conn.transport.write(data)
+        else:
+            self.pending.append(data)
+            self.pending_size += len(data)
+            if self.pending_size > _HIGH_WATER:
+                self.client.pause("pending")
+
+    def attach(self, conn: _Upstream, reused: bool) -> None:
+        """Send the head and what is pending on ``conn``; what follows goes straight to it."""
+        self.conn, self.reused = conn, reused
+        assert conn.transport is not None
+        conn.transport.write(self.head() + b"".join(self.pending) if self.pending else self.head())
+        self.pending, self.pending_size = [], 0
+        self.client.unpause("pending")
+        if self.client.write_paused:
+            conn.transport.pause_reading()
+
+    def replay(self) -> bool:
+        """Prepare to send the request again on a new connection (what has passed is all kept)."""
+        if self.retried or self.kept is None or self.head_sent:
+            return False
+        self.retried = True
+        self.conn = None
+        data = bytes(self.kept)
+        self.pending = [_chunk(data)] if self.chunked and data else [data] if data else []
+        if self.chunked and self.request_done:
+            self.pending.append(b"0\r\n\r\n")
+        self.pending_size = len(data)
+        return True
+
+
+class _Client(asyncio.Protocol):
+    """A caller's connection: requests parsed by llhttp, answered in order."""
+
+    def __init__(self, proxy: Proxy) -> None:
+        self.proxy = proxy
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpRequestParser(self)
+        self.exchanges: deque[_Exchange] = deque()
+        self.current: _Exchange | None = None
+        self.url = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.pauses: set[str] = set()
+        self.write_paused = False
+        self.discard = False
+        self.idle_since = time.monotonic()
+
+    # -- asyncio ---------------------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
+        self.proxy.clients.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.proxy.clients.discard(self)
+        for exchange in self.exchanges:
+            exchange.cancelled = True
+            if exchange.timer is not None:
+                exchange.timer.cancel()
+            if exchange.conn is not None:
+                exchange.conn.abandon()
+        self.exchanges.clear()
+        self.transport = None
+
+    def data_received(self, data: bytes) -> None:
+        if self.discard:
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            # the request was passed on as a plain one; the bytes after it are not HTTP
+            self.discard = True
+            if self.current is not None:
+                self.current.close_after = True
+        except httptools.HttpParserError as exc:
+            self.discard = True
+            if self.exchanges:
+                self.exchanges[-1].close_after = True
+                if self.exchanges[-1].request_done:
+                    return  # answered, then closed
+                self._close()
+            else:
+                self.proxy.reply_error(self, 400, f"the request is not valid HTTP/1.1: {exc}", None)
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        if self.exchanges and (conn := self.exchanges[0].conn) is not None and conn.transport:
+            conn.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        if self.exchanges and (conn := self.exchanges[0].conn) is not None and conn.transport:
+            conn.transport.resume_reading()
+
+    # -- llhttp callbacks ---------------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        self.url = b""
+        self.headers = []
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        exchange = _Exchange(self, self.parser.get_method(), self.url, self.parser.get_http_version(),
+                             self.headers, self.proxy.settings.max_payload_bytes)
+        if not self.parser.should_keep_alive():
+            exchange.close_after = True
+        if self.parser.should_upgrade():
+            exchange.upgrade = exchange.close_after = True
+        self.current = exchange
+        self.exchanges.append(exchange)
+        if len(self.exchanges) == 1:
+            self.proxy.dispatch(exchange)
+        else:
+            self.pause("pipeline")  # answered in order: the next waits for the one before
+
+    def on_body(self, body: bytes) -> None:
+        if self.current is not None:
+            self.current.body(body, self.proxy.settings.max_payload_bytes)
+
+    def on_message_complete(self) -> None:
+        exchange, self.current = self.current, None
+        if exchange is not None:
+            exchange.end()
+            if exchange.response_done and not exchange.finished:
+                self.proxy.finished(exchange)
+
+    # -- used by the proxy ------------------------------------------------------------------------
+    def write(self, data: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def pause(self, reason: str) -> None:
+        if not self.pauses and self.transport is not None:
+            self.transport.pause_reading()
+        self.pauses.add(reason)
+
+    def unpause(self, reason: str) -> None:
+        if reason in self.pauses:
+            self.pauses.discard(reason)
+            if not self.pauses and self.transport is not None and not self.transport.is_closing():
+                self.transport.resume_reading()
+
+    def _close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    def next(self) -> None:
+        """The first exchange is over: close, or go on with the next request."""
+        done = self.exchanges.popleft()
+        self.unpause("upstream")
+        self.unpause("pending")
+        if done.close_after:
+            self._close()
+            return
+        self.idle_since = time.monotonic()
+        if self.exchanges:
+            self.proxy.dispatch(self.exchanges[0])
+            if len(self.exchanges) == 1:
+                self.unpause("pipeline")
+        else:
+            self.unpause("pipeline")
+
+
+class _Upstream(asyncio.Protocol):
+    """A pooled connection to the model; parses one answer at a time (:class:`_Response`)."""
+
+    def __init__(self, pool: _Pool) -> None:
+        self.pool = pool
+        self.transport: asyncio.Transport | None = None
+        self.exchange: _Exchange | None = None
+        self.response: _Response | None = None
+        self.idle_since = time.monotonic()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
+
+    def data_received(self, data: bytes) -> None:
+        if self.response is None:
+            self.abandon()  # bytes from an idle connection: it can no longer be trusted
+            return
+        try:
+            self.response.feed(data)
+        except _BadResponse as exc:
+            self.response.fail(f"the model's answer is not valid HTTP/1.1: {exc}")
+
+    def eof_received(self) -> bool | None:
+        if self.response is not None:
+            self.response.eof()
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.pool.lost(self)
+        self.transport = None
+        if self.response is not None:
+            self.response.eof(exc)
+
+    def pause_writing(self) -> None:
+        if self.exchange is not None:
+            self.exchange.client.pause("upstream")
+
+    def resume_writing(self) -> None:
+        if self.exchange is not None:
+            self.exchange.client.unpause("upstream")
+
+    def start(self, exchange: _Exchange, reused: bool) -> None:
+        self.exchange = exchange
+        self.response = _Response(self, exchange)
+        exchange.attach(self, reused)
+
+    def release(self) -> None:
+        """The answer is complete: back to the pool, or closed when it can't be reused."""
+        exchange, self.exchange, self.response = self.exchange, None, None
+        if exchange is not None and not exchange.request_done:
+            self.abandon()  # the rest of the request would go to nobody
+            return
+        if self.transport is not None and not self.transport.is_reading():
+            self.transport.resume_reading()  # paused for a slow caller
+        self.pool.release(self)
+
+    def abandon(self) -> None:
+        self.exchange, self.response = None, None
+        if self.transport is not None:
+            self.transport.close()
+
+
+class _Response:
+    """The model's answer, parsed as it comes and passed on to the caller."""
+
+    HEAD, FIXED, CHUNK_SIZE, CHUNK_DATA, CHUNK_END, TRAILERS, UNTIL_CLOSE, DONE = range(8)
+
+    def __init__(self, conn: _Upstream, exchange: _Exchange) -> None:
+        self.conn, self.exchange = conn, exchange
+        self.state = self.HEAD
+        self.buffer = b""
+        self.remaining = 0
+        self.received = False  # any byte of an answer
+        self.keep_alive = True
+
+    def feed(self, data: bytes) -> None:
+        self.received = True
+        if self.buffer:
+            data, self.buffer = self.buffer + data, b""
+        pos = 0
+        size = len(data)
+        while pos < size and self.state != self.DONE:
+            state = self.state
+            if state == self.HEAD:
+                end = data.find(b"\r\n\r\n", pos)
+                if end < 0:
+                    if size - pos > _MAX_HEAD:
+                        raise _BadResponse(f"a head of over {_MAX_HEAD} bytes")
+                    self.buffer = data[pos:]
+                    return
+                self._head(data[pos:end])
+                pos = end + 4
+            elif state == self.FIXED:
+                take = min(self.remaining, size - pos)
+                self._body(data[pos:pos + take])
+                pos += take
+                self.remaining -= take
+                if not self.remaining:
+                    self.state = self.DONE
+            elif state == self.UNTIL_CLOSE:
+                self._body(data[pos:] if pos else data)
+                pos = size
+            elif state == self.CHUNK_SIZE or state == self.CHUNK_END or state == self.TRAILERS:
+                end = data.find(_CRLF, pos)
+                if end < 0:
+                    if size - pos > 4096:
+                        raise _BadResponse("a chunk line of over 4096 bytes")
+                    self.buffer = data[pos:]
+                    return
+                line = data[pos:end]
+                pos = end + 2
+                if state == self.CHUNK_END:
+                    if line:
+                        raise _BadResponse("no CRLF after a chunk")
+                    self.state = self.CHUNK_SIZE
+                elif state == self.TRAILERS:
+                    if not line:
+                        self.state = self.DONE  # trailers are not passed on
+                else:
+                    try:
+                        self.remaining = int(line.split(b";", 1)[0].strip(), 16)
+                    except ValueError:
+                        raise _BadResponse(f"a chunk size of {line[:40]!r}") from None
+                    self.state = self.CHUNK_DATA if self.remaining else self.TRAILERS
+            elif state == self.CHUNK_DATA:
+                take = min(self.remaining, size - pos)
+                self._body(data[pos:pos + take])
+                pos += take
+                self.remaining -= take
+                if not self.remaining:
+                    self.state = self.CHUNK_END
+        if self.state == self.DONE:
+            # bytes beyond the answer: the connection can't be trusted with another request
+            self._finish(reusable=self.keep_alive and pos >= size)
+
+    def _head(self, block: bytes) -> None:
+        lines = block.split(_CRLF)
+        parts = lines[0].split(b" ", 2)
+        if len(parts) < 2 or parts[0] not in (b"HTTP/1.1", b"HTTP/1.0") or len(parts[1]) != 3 \
+                or not parts[1].isdigit():
+            raise _BadResponse(f"a status line of {lines[0][:60]!r}")
+        status = int(parts[1])
+        reason = parts[2] if len(parts) > 2 else b""
+        headers: list[tuple[bytes, bytes]] = []
+        length: int | None = None
+        chunked = encoded = close = False
+        keep_alive_token = False
+        for line in lines[1:]:
+            name, sep, value = line.partition(b":")
+            if not sep or not name or name[-1:] in b" \t" or line[:1] in b" \t":
+                raise _BadResponse(f"a header line of {line[:60]!r}")
+            value = value.strip()
+            headers.append((name, value))
+            low = name.lower()
+            if low == b"content-length":
+                if not value.isdigit() or (length is not None and int(value) != length):
+                    raise _BadResponse(f"a Content-Length of {value[:40]!r}")
+                length = int(value)
+            elif low == b"transfer-encoding":
+                encoded = True
+                chunked = value.rsplit(b",", 1)[-1].strip().lower() == b"chunked"
+            elif low == b"connection":
+                tokens = _listed(value)
+                close = close or b"close" in tokens
+                keep_alive_token = keep_alive_token or b"keep-alive" in tokens
+        exchange = self.exchange
+        self.keep_alive = not close and (parts[0] == b"HTTP/1.1" or keep_alive_token)
+        if 100 <= status < 200:
+            if status == 101:
+                raise _BadResponse("101 Switching Protocols, though no upgrade was asked for")
+            exchange.client.write(b"HTTP/1.1 %d %s\r\n%s\r\n" % (status, reason,
+                                                               _header_block(_end_to_end(headers))))
+            return  # an interim answer (100 Continue, 103 Early Hints); the final one follows
+        exchange.status = status
+        if exchange.method == b"HEAD" or status in (204, 304):
+            body = "none"
+        elif encoded:
+            body = "chunked" if chunked else "close"
+        elif length is not None:
+            body = "fixed"
+        else:
+            body = "close"
+        limit = exchange.client.proxy.settings.max_payload_bytes
+        out = _end_to_end(headers)
+        out = [(n, v) for n, v in out if n.lower() != _REQUEST_ID]
+        out.append((b"X-Request-Id", exchange.request_id.encode("latin-1")))
+        if body == "none":
+            if length is not None and status not in (204, 304):
+                out.append((b"Content-Length", b"%d" % length))
+            exchange.answer = bytearray()
+        elif body == "fixed":
+            assert length is not None
+            out.append((b"Content-Length", b"%d" % length))
+            exchange.answer = bytearray() if length <= limit else None
+        else:
+            exchange.answer = bytearray()
+            if exchange.version == "1.1":
+                out.append((b"Transfer-Encoding", b"chunked"))
+                exchange.down_chunked = True
+            else:
+                exchange.close_after = True
+        if exchange.close_after:
+            out.append((b"Connection", b"close"))
+        elif exchange.version == "1.0":
+            out.append((b"Connection", b"keep-alive"))
+        exchange.client.write(b"HTTP/1.1 %d %s\r\n%s\r\n" % (status, reason, _header_block(out)))
+        exchange.head_sent = True
+        if body == "none":
+            self.state = self.DONE
+        elif body == "fixed":
+            self.remaining = length or 0
+            self.state = self.FIXED if self.remaining else self.DONE
+        elif body == "chunked":
+            self.state = self.CHUNK_SIZE
+        else:
+            self.keep_alive = False
+            self.state = self.UNTIL_CLOSE
+
+    def _body(self, data: bytes) -> None:
+        if not data:
+            return
+        exchange = self.exchange
+        answer = exchange.answer
+        if answer is not None:
+            if len(answer) + len(data) <= exchange.client.proxy.settings.max_payload_bytes:
+                answer += data
+            else:
+                exchange.answer = None
+        exchange.client.write(_chunk(data) if exchange.down_chunked else data)
+
+    def _finish(self, reusable: bool) -> None:
+        exchange = self.exchange
+        if exchange.down_chunked:
+            exchange.client.write(b"0\r\n\r\n")
+        if reusable:
+            self.conn.release()
+        else:
+            self.conn.abandon()
+        exchange.client.proxy.answered(exchange)
+
+    def eof(self, exc: Exception | None = None) -> None:
+        if self.state == self.DONE:
+            return
+        if self.state == self.UNTIL_CLOSE:
+            self.state = self.DONE
+            self._finish(reusable=False)
+            return
+        exchange = self.exchange
+        self.state = self.DONE
+        proxy = exchange.client.proxy
+        if not self.received and exchange.reused and exchange.replay():
+            log.debug("request %s: a reused connection was closed; sending again", exchange.request_id)
+            self.conn.exchange = self.conn.response = None
+            proxy.pool.acquire(exchange)
+            return
+        reason = f": {exc}" if exc is not None else ""
+        self.fail(f"the model closed the connection before it answered{reason}")
+
+    def fail(self, message: str) -> None:
+        self.state = self.DONE
+        self.conn.abandon()
+        self.exchange.client.proxy.upstream_failed(self.exchange, 502, message)
+
+
+class _Pool:
+    """Keep-alive connections to the model, most recently used first, at most ``size`` open."""
+
+    def __init__(self, proxy: Proxy, host: str, port: int, tls: ssl.SSLContext | None,
+                 size: int) -> None:
+        self.proxy = proxy
+        self.host, self.port, self.tls, self.size = host, port, tls, size
+        self.idle: list[_Upstream] = []
+        self.open = 0
+        self.waiting: deque[_Exchange] = deque()
+
+    def acquire(self, exchange: _Exchange) -> None:
+        while self.idle:
+            conn = self.idle.pop()
+            if conn.transport is not None and not conn.transport.is_closing():
+                conn.start(exchange, reused=True)
+                return
+        if self.open < self.size:
+            self.open += 1
+            asyncio.get_running_loop().create_task(self._connect(exchange))
+        else:
+            self.waiting.append(exchange)
+
+    async def _connect(self, exchange: _Exchange) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            _, conn = await loop.create_connection(lambda: _Upstream(self), self.host, self.port,
+                                                   ssl=self.tls)
+        except OSError as exc:
+            self.open -= 1
+            if not exchange.cancelled:
+                self.proxy.upstream_failed(exchange, 502, f"the model cannot be reached: {exc}")
+            self._serve_waiting()
+            return
+        if exchange.cancelled or exchange.response_done:
+            self.release(conn)
+        else:
+            conn.start(exchange, reused=False)
+
+    def release(self, conn: _Upstream) -> None:
+        while self.waiting:
+            exchange = self.waiting.popleft()
+            if not exchange.cancelled and not exchange.response_done:
+                conn.start(exchange, reused=True)
+                return
+        conn.idle_since = time.monotonic()
+        self.idle.append(conn)
+
+    def lost(self, conn: _Upstream) -> None:
+        self.open -= 1
+        if conn in self.idle:
+            self.idle.remove(conn)
+        self._serve_waiting()
+
+    def _serve_waiting(self) -> None:
+        while self.waiting and self.waiting[0].cancelled:
+            self.waiting.popleft()
+        if self.waiting and self.open < self.size:
+            self.acquire(self.waiting.popleft())
+
+    def sweep(self, now: float, idle_s: float) -> None:
+        for conn in [c for c in self.idle if now - c.idle_since > idle_s]:
+            conn.abandon()
+
+    def close(self) -> None:
+        for conn in list(self.idle):
+            conn.abandon()
 
 
 class Proxy:
-    """The proxy application; :meth:`app` is the aiohttp application to serve."""
+    """The proxy: :meth:`start` listens, every connection is served by asyncio protocols."""
 
     def __init__(self, settings: ProxySettings, queue: Queue, metrics: ProxyMetrics, *,
                  clock: Callable[[], float] = time.time,
@@ -109,133 +715,162 @@ class Proxy:
         self.metrics = metrics
         self._clock = clock
         self._sample = sample
-        self._session: aiohttp.ClientSession | None = None
-        self._upstream = settings.upstream.rstrip("/")
+        url = urlsplit(settings.upstream)
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise ValueError(f"the upstream must be an http:// or https:// URL, not {settings.upstream!r}")
+        self.upstream_host = url.hostname
+        tls = ssl.create_default_context() if url.scheme == "https" else None
+        self.pool = _Pool(self, url.hostname, url.port or (443 if tls else 80), tls, settings.pool_size)
+        self.clients: set[_Client] = set()
+        self._server: asyncio.Server | None = None
+        self._sweeper: asyncio.TimerHandle | None = None
 
-    def app(self) -> web.Application:
-        # bodies are read by the handler itself, bounded by max_payload_bytes, or streamed
-        application = web.Application(client_max_size=1 << 62)
-        application.router.add_route("*", "/{tail:.*}", self.handle)
-        application.on_startup.append(self._open)
-        application.on_cleanup.append(self._close)
-        return application
+    async def start(self, host: str, port: int) -> asyncio.Server:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: _Client(self), host, port, backlog=1024)
+        self._sweeper = loop.call_later(1.0, self._sweep)
+        return self._server
 
-    async def _open(self, _: web.Application) -> None:
-        connector = aiohttp.TCPConnector(limit=self.settings.pool_size, keepalive_timeout=30,
-                                         enable_cleanup_closed=True)
-        timeout = aiohttp.ClientTimeout(total=self.settings.upstream_timeout_s)
-        self._session = aiohttp.ClientSession(connector=connector, timeout=timeout,
-                                              auto_decompress=False, skip_auto_headers=("User-Agent",))
+    @property
+    def port(self) -> int:
+        assert self._server is not None and self._server.sockets
+        return int(self._server.sockets[0].getsockname()[1])
 
-    async def _close(self, _: web.Application) -> None:
-        if self._session is not None:
-            await self._session.close()
+    async def close(self) -> None:
+        """Stop listening; answers in progress finish, idle connections close."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        if self._server is not None:
+            self._server.close()
+        for client in list(self.clients):
+            if not client.exchanges and client.transport is not None:
+                client.transport.close()
+        deadline = time.monotonic() + 5.0
+        while any(c.exchanges for c in self.clients) and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        for client in list(self.clients):
+            if client.transport is not None:
+                client.transport.close()
+        self.pool.close()
+        await asyncio.sleep(0)
 
-    async def handle(self, request: web.Request) -> web.StreamResponse:
-        started = time.perf_counter()
-        request_id = request.headers.get(REQUEST_ID) or uuid.uuid4().hex
-        limit = self.settings.max_payload_bytes
-        body, oversize = await self._read_request(request, limit)
-        headers = _forward_headers(request.headers)
-        headers[REQUEST_ID] = request_id
-        assert self._session is not None
-        status: int | None = None
-        try:
-            async with self._session.request(
-                    request.method, self._upstream + request.rel_url.raw_path_qs, headers=headers,
-                    data=_payload(body), allow_redirects=False) as upstream:
-                status = upstream.status
-                response, answer = await self._respond(request, upstream, request_id, limit)
-        except TimeoutError:
-            self.metrics.observe_proxy(None, time.perf_counter() - started)
-            return self._gateway_error(504, "the model did not answer in time", request_id)
-        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, OSError) as exc:
-            self.metrics.observe_proxy(None, time.perf_counter() - started)
-            return self._gateway_error(502, f"the model cannot be reached: {exc}", request_id)
-        elapsed = time.perf_counter() - started
-        self.metrics.observe_proxy(status, elapsed)
-        self._capture(request, request_id, body, answer, oversize, status, elapsed)
-        return response
+    def _sweep(self) -> None:
+        now = time.monotonic()
+        self.pool.sweep(now, self.settings.upstream_idle_s)
+        for client in [c for c in self.clients if not c.exchanges and not c.current
+                       and now - c.idle_since > self.settings.client_idle_s]:
+            if client.transport is not None:
+                client.transport.close()
+        self._sweeper = asyncio.get_running_loop().call_later(1.0, self._sweep)
 
-    async def _read_request(self, request: web.Request, limit: int
-                            ) -> tuple[bytes | AsyncIterator[bytes], bool]:
-        """The body, whole when it fits ``limit``; else a stream of it (not captured)."""
-        length = request.content_length
-        if length is not None and length <= limit:
-            return await request.read(), False
-        head = b""
-        if length is None:
-            head = await request.content.read(limit + 1)
-            if len(head) <= limit and request.content.at_eof():
-                return head, False
+    # -- the life of an exchange ------------------------------------------------------------------
+    def dispatch(self, exchange: _Exchange) -> None:
+        loop = asyncio.get_running_loop()
+        exchange.timer = loop.call_later(self.settings.upstream_timeout_s, self._timeout, exchange)
+        self.pool.acquire(exchange)
 
-        async def rest() -> AsyncIterator[bytes]:
-            if head:
-                yield head
-            async for chunk in request.content.iter_chunked(_CHUNK):
-                yield chunk
+    def _timeout(self, exchange: _Exchange) -> None:
+        if exchange.response_done or exchange.cancelled:
+            return
+        if exchange.conn is not None:
+            exchange.conn.abandon()
+        if exchange.head_sent:  # half an answer: the caller must see it was cut
+            log.warning("the model stopped answering mid-body (request %s)", exchange.request_id)
+            self.metrics.observe_proxy(None, time.perf_counter() - exchange.started)
+            exchange.response_done = True
+            exchange.client._close()
+            return
+        self.upstream_failed(exchange, 504, "the model did not answer in time")
 
-        return rest(), True
+    def upstream_failed(self, exchange: _Exchange, status: int, message: str) -> None:
+        if exchange.response_done or exchange.cancelled:
+            return
+        if exchange.head_sent:  # cut in the middle of the body: pass the cut on
+            log.warning("%s (request %s)", message, exchange.request_id)
+            exchange.response_done = True
+            if exchange.timer is not None:
+                exchange.timer.cancel()
+            self.metrics.observe_proxy(None, time.perf_counter() - exchange.started)
+            exchange.client._close()
+            return
+        exchange.conn = None
+        self.reply_error(exchange.client, status, message, exchange)
 
-    async def _respond(self, request: web.Request, upstream: aiohttp.ClientResponse, request_id: str,
-                       limit: int) -> tuple[web.StreamResponse, bytes | None]:
-        headers = _forward_headers(upstream.headers)
-        headers[REQUEST_ID] = request_id
-        length = upstream.content_length
-        if length is not None and length <= limit:
-            data = await upstream.read()
-            response = web.Response(status=upstream.status, reason=upstream.reason, body=data,
-                                    headers=headers)
-            await response.prepare(request)
-            await response.write_eof()
-            return response, data
-        stream = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=headers)
-        if length is not None:
-            stream.content_length = length
-        await stream.prepare(request)
-        kept = bytearray()
-        keeping = length is None
-        async for chunk in upstream.content.iter_chunked(_CHUNK):
-            if keeping:
-                kept += chunk
-                if len(kept) > limit:
-                    keeping, kept = False, bytearray()
-            await stream.write(chunk)
-        await stream.write_eof()
-        return stream, bytes(kept) if keeping else None
-
-    def _gateway_error(self, status: int, message: str, request_id: str) -> web.Response:
+    def reply_error(self, client: _Client, status: int, message: str,
+                    exchange: _Exchange | None) -> None:
+        request_id = exchange.request_id if exchange is not None else _request_id()
         log.warning("%s (request %s)", message, request_id)
-        return web.json_response({"error": message, "proxy": "driftline-collector"}, status=status,
-                                 headers={REQUEST_ID: request_id})
+        body = b'{"error":%s,"proxy":"driftline-collector"}' % _json_string(message)
+        close = exchange is None or exchange.close_after or not exchange.request_done
+        reason = {400: b"Bad Request", 502: b"Bad Gateway", 504: b"Gateway Timeout"}[status]
+        client.write(b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+                     b"X-Request-Id: %s\r\n%s\r\n%s"
+                     % (status, reason, len(body), request_id.encode("latin-1"),
+                        b"Connection: close\r\n" if close else b"", body))
+        if exchange is None:
+            client._close()
+            return
+        exchange.close_after = close
+        exchange.response_done = True
+        if exchange.timer is not None:
+            exchange.timer.cancel()
+        self.metrics.observe_proxy(None, time.perf_counter() - exchange.started)
+        if exchange.request_done or close:
+            exchange.finished = True
+            client.next()
 
-    def _capture(self, request: web.Request, request_id: str, body: object, answer: bytes | None,
-                 oversize: bool, status: int | None, elapsed: float) -> None:
+    def answered(self, exchange: _Exchange) -> None:
+        """The whole answer went to the caller: time it, capture it, go on."""
+        exchange.response_done = True
+        if exchange.timer is not None:
+            exchange.timer.cancel()
+        elapsed = time.perf_counter() - exchange.started
+        self.metrics.observe_proxy(exchange.status, elapsed)
+        if exchange.request_done:
+            self.finished(exchange)
+
+    def finished(self, exchange: _Exchange) -> None:
+        """Request and answer are both complete (in either order)."""
+        exchange.finished = True
+        exchange.client.next()
+        if exchange.status is not None and exchange.head_sent:
+            self._capture(exchange, time.perf_counter() - exchange.started)
+
+    def _capture(self, exchange: _Exchange, elapsed: float) -> None:
         settings = self.settings
-        if request.headers.get(SKIP, "").strip() == "1":
+        if exchange.skip:
             self.metrics.dropped("skipped", 1)
             return
+        status = exchange.status
         if status is None or (not 200 <= status < 300 and not settings.capture_errors):
             return
-        if oversize or answer is None or not isinstance(body, bytes):
+        if exchange.kept is None or exchange.answer is None:
             self.metrics.dropped("oversize", 1)
             return
         if settings.sample_rate < 1.0 and self._sample() >= settings.sample_rate:
             self.metrics.dropped("sampled_out", 1)
             return
+        path = unquote(exchange.target.split(b"?", 1)[0].decode("latin-1"))
         try:
-            _, instances = extract(request.path, body, answer, protocol=settings.protocol,
-                                   generic=settings.generic, feature_names=settings.feature_names)
+            _, instances = extract(path, bytes(exchange.kept), bytes(exchange.answer),
+                                   protocol=settings.protocol, generic=settings.generic,
+                                   feature_names=settings.feature_names)
         except ExtractError as exc:
-            log.debug("request %s not captured: %s", request_id, exc)
+            log.debug("request %s not captured: %s", exchange.request_id, exc)
             self.metrics.dropped("unparseable", 1)
             return
         if not instances:
             return
         if settings.policy is not None:
             instances = apply(instances, settings.policy)
-        capture = Capture(model=settings.model, request_id=request_id,
+        capture = Capture(model=settings.model, request_id=exchange.request_id,
                           ts_ms=int(self._clock() * 1000), instances=instances,
                           latency_ms=round(elapsed * 1000, 3), status=status,
                           model_version=settings.model_version)
         self.queue.offer(capture)  # never blocks; the queue counts captures and its own drops
+
+
+def _json_string(text: str) -> bytes:
+    out = text.replace("\\", "\\\\").replace('"', '\\"')
+    out = "".join(c if c >= " " else f"\\u{ord(c):04x}" for c in out)
+    return f'"{out}"'.encode()

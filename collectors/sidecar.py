@@ -1,6 +1,7 @@
 """``driftline collect``: the composition root of the sidecar.
 
-Two listeners in one asyncio loop: the proxy on ``--listen`` (what the
+Two listeners in one event loop (uvloop's, libuv under asyncio: it halves
+the loop's own cost per request against the standard selector loop): the proxy on ``--listen`` (what the
 Service's targetPort points at) and the collector's own ``/metrics`` and
 ``/healthz`` on ``--metrics-port``, so the model's port never serves them.
 Captures go from the proxy to a bounded :class:`~collectors.delivery.Delivery`
@@ -18,6 +19,7 @@ import logging
 import signal
 from dataclasses import dataclass
 
+import uvloop
 from aiohttp import web
 
 from collectors.delivery import Delivery, DropPolicy
@@ -80,17 +82,15 @@ async def serve(settings: SidecarSettings) -> None:
                         batch_events=settings.batch_events, linger_s=settings.linger_s,
                         metrics=metrics).start()
     proxy = Proxy(settings.proxy, delivery, _ModelMetrics(metrics, settings.proxy.model))
-    runners = [web.AppRunner(proxy.app(), access_log=None),
-               web.AppRunner(metrics_app(metrics, delivery), access_log=None)]
+    runner = web.AppRunner(metrics_app(metrics, delivery), access_log=None)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        for runner in runners:
-            await runner.setup()
-        await web.TCPSite(runners[0], settings.listen_host, settings.listen_port).start()
-        await web.TCPSite(runners[1], settings.listen_host, settings.metrics_port).start()
+        await runner.setup()
+        await proxy.start(settings.listen_host, settings.listen_port)
+        await web.TCPSite(runner, settings.listen_host, settings.metrics_port).start()
         log.info("proxying %s:%d -> %s for model %s; metrics on :%d; Kafka %s topic %s",
                  settings.listen_host, settings.listen_port, settings.proxy.upstream,
                  settings.proxy.model, settings.metrics_port, settings.kafka, settings.topic)
@@ -98,10 +98,10 @@ async def serve(settings: SidecarSettings) -> None:
         log.info("stopping: no new requests; draining the queue for up to %.0f s",
                  settings.drain_timeout_s)
     finally:
-        for runner in runners:
-            await runner.cleanup()
+        await proxy.close()
+        await runner.cleanup()
         await asyncio.to_thread(delivery.stop, settings.drain_timeout_s)  # closes the sender
 
 
 def run(settings: SidecarSettings) -> None:
-    asyncio.run(serve(settings))
+    uvloop.run(serve(settings))

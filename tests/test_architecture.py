@@ -14,6 +14,9 @@ OWNERS = {
     "uvicorn": {"monitor/cli.py"},
     "prometheus_client": {"monitor/export.py", "collectors/metrics.py"},
     "evidently": {"monitor/evidently_report.py"},
+    "aiohttp": {"collectors/sidecar.py", "collectors/webhook.py"},
+    "httptools": {"collectors/proxy.py"},
+    "uvloop": {"collectors/sidecar.py"},
     "kubernetes": set(),
     "torch": set(),
 }

@@ -14,7 +14,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import TestServer
 from multidict import CIMultiDict
 
 from collectors.events import Capture
@@ -69,14 +68,13 @@ def run(settings: ProxySettings, scenario: Scenario, queue: RecordingQueue | Non
 
     async def main() -> None:
         proxy = Proxy(settings, queue, metrics, clock=lambda: 1_700_000_000.0)
-        server = TestServer(proxy.app())
-        await server.start_server()
+        await proxy.start("127.0.0.1", 0)
         try:
             async with aiohttp.ClientSession(auto_decompress=False) as via, \
                     aiohttp.ClientSession(auto_decompress=False) as direct:
-                await scenario(via, str(server.make_url("")).rstrip("/"), direct)
+                await scenario(via, f"http://127.0.0.1:{proxy.port}", direct)
         finally:
-            await server.close()
+            await proxy.close()
 
     asyncio.run(asyncio.wait_for(main(), 60))
     return queue, metrics
