@@ -185,6 +185,7 @@ class KafkaSender:
         self._connect_timeout_s = connect_timeout_ms / 1000
         self._warm_topics: set[str] = set()  # topics whose metadata the current producer has
         self._cold_until: dict[str, float] = {}  # no new wait for a topic's metadata before then
+        self._cold_s: dict[str, float] = {}  # the backoff after the last failed wait, doubling
         self._closed = False
 
     @property
@@ -267,8 +268,9 @@ class KafkaSender:
         ``send`` waits at most ``max_block_ms`` for it, too short for a first request on a
         fresh connection: without this the first batch after every (re)start would fail.
         When it does not come (the broker went down before it), the next wait is
-        ``retry_connect_s`` away: meanwhile ``send`` fails within ``max_block_ms``, so a
-        batch never holds the delivery thread for ``connect_timeout_ms`` during an outage.
+        ``retry_connect_s`` away, doubling up to 30 s: meanwhile ``send`` fails within
+        ``max_block_ms``, so an outage does not hold the delivery thread for
+        ``connect_timeout_ms`` per batch.
         """
         deadline = time.monotonic() + self._connect_timeout_s
         while True:
@@ -281,8 +283,11 @@ class KafkaSender:
                 pass
             else:
                 self._warm_topics.add(topic)
+                self._cold_s.pop(topic, None)
                 return
-            self._cold_until[topic] = time.monotonic() + self.retry_connect_s
+            backoff = min(30.0, self._cold_s.get(topic, self.retry_connect_s / 2) * 2)
+            self._cold_s[topic] = backoff
+            self._cold_until[topic] = time.monotonic() + backoff
             return
 
     def flush(self, timeout_s: float) -> None:

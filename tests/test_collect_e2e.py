@@ -172,15 +172,18 @@ def test_a_broker_outage_under_steady_traffic_never_reaches_the_caller_and_deliv
                     rss.append(_rss_mib(proc.pid))
             assert slowest < 1.0, f"a request took {slowest:.3f} s while the broker was down"
             def counts() -> dict[str, float]:
-                return {name: metric(metrics_url, f"driftline_collector_events_{name}_total", model="m")
-                        for name in ("captured", "sent", "failed", "dropped")}
+                found = {name: metric(metrics_url, f"driftline_collector_events_{name}_total", model="m")
+                         for name in ("captured", "sent", "failed", "dropped")}
+                return found | {"queued": metric(metrics_url, "driftline_collector_queue_depth", model="m")}
 
-            # the sender gives up on what it holds after its delivery timeout (10 s)
+            # the sender gives up on what it holds after its delivery timeout (10 s); the queue
+            # keeps the newest events for the broker's return
             deadline = time.monotonic() + 30
-            while (c := counts())["captured"] != c["sent"] + c["failed"] + c["dropped"]:
+            while (c := counts())["captured"] != c["sent"] + c["failed"] + c["dropped"] + c["queued"]:
                 assert time.monotonic() < deadline, f"losses not accounted for: {c}"
                 time.sleep(0.5)
-            assert c["captured"] == 3050 and c["failed"] + c["dropped"] >= 3000 - 50
+            assert c["captured"] == 3050 and c["failed"] + c["dropped"] + c["queued"] >= 3000 - 50
+            assert c["queued"] <= 2000
             assert max(rss) - min(rss) < 50, f"RSS grew during the outage: {rss}"
             restarted = Broker(tmp_path / "own-broker-2", port=broker.port).start()
             try:
