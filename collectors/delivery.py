@@ -161,7 +161,8 @@ class Delivery:
                     self._oldest_at = time.monotonic()
                 self._queue.append(capture)
                 self._events += n
-                if len(self._queue) == 1 or self._events >= self.batch_events:
+                # wake the thread only to start lingering, or when a batch is full
+                if len(self._queue) == 1 or self._events - n < self.batch_events <= self._events:
                     self._wake.notify()
             self.metrics.set_queue_depth(self.model, self._events)
         self.metrics.captured(model, n)

@@ -32,7 +32,7 @@ The proxy's ``status`` label is a class, :func:`status_class`: ``"1xx"`` ... ``"
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Final
+from typing import Any, Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, choose_encoder, generate_latest
@@ -80,6 +80,8 @@ class CollectorMetrics:
             "Time the proxy took per request, by status class (1xx..5xx, error).",
             ["model", "status"], buckets=PROXY_BUCKETS, registry=r)
         self._models: set[str] = set()
+        # labelled children by label values: labels() takes a lock and builds a key per call
+        self._children: dict[tuple[str, ...], Any] = {}
         for model in models:
             self.add_model(model)
 
@@ -97,27 +99,34 @@ class CollectorMetrics:
         self._delivery_latency.labels(model)
 
     def captured(self, model: str, n: int = 1) -> None:
-        self._captured.labels(model).inc(n)
+        self._child(self._captured, "captured", model).inc(n)
 
     def sent(self, model: str, n: int) -> None:
-        self._sent.labels(model).inc(n)
+        self._child(self._sent, "sent", model).inc(n)
 
     def failed(self, model: str, n: int) -> None:
-        self._failed.labels(model).inc(n)
+        self._child(self._failed, "failed", model).inc(n)
 
     def dropped(self, model: str, reason: str, n: int = 1) -> None:
         if reason not in DROP_REASONS:
             raise ValueError(f"unknown drop reason {reason!r}; expected one of {', '.join(DROP_REASONS)}")
-        self._dropped.labels(model, reason).inc(n)
+        self._child(self._dropped, "dropped", model, reason).inc(n)
 
     def set_queue_depth(self, model: str, depth: int) -> None:
-        self._queue_depth.labels(model).set(depth)
+        self._child(self._queue_depth, "queue_depth", model).set(depth)
 
     def observe_delivery_latency(self, model: str, seconds: float) -> None:
-        self._delivery_latency.labels(model).observe(max(0.0, seconds))
+        self._child(self._delivery_latency, "delivery", model).observe(max(0.0, seconds))
 
     def observe_proxy_latency(self, model: str, status: int | None, seconds: float) -> None:
-        self._proxy_latency.labels(model, status_class(status)).observe(max(0.0, seconds))
+        self._child(self._proxy_latency, "proxy", model, status_class(status)).observe(max(0.0, seconds))
+
+    def _child(self, metric: Any, name: str, *labels: str) -> Any:
+        key = (name, *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
     def exposition(self, accept: str | None = None) -> tuple[bytes, str]:
         """The scrape body and its content type.

@@ -40,7 +40,7 @@ class SidecarSettings:
     topic: str = "driftline.predictions"
     queue_events: int = 10_000
     drop: DropPolicy = "oldest"
-    batch_events: int = 100
+    batch_events: int = 500
     linger_s: float = 0.05
     drain_timeout_s: float = 5.0
 

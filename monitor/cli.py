@@ -303,6 +303,10 @@ def collect(
                                               min=1, envvar=_env("QUEUE_EVENTS"))] = 10_000,
     drop_policy: Annotated[str, typer.Option(help="when the queue is full, drop the newest or oldest",
                                              envvar=_env("DROP_POLICY"))] = "oldest",
+    batch_events: Annotated[int, typer.Option(help="events per Kafka message at most", min=1,
+                                              envvar=_env("BATCH_EVENTS"))] = 500,
+    linger: Annotated[float, typer.Option(help="seconds a message waits to fill before it is sent",
+                                          min=0.0, envvar=_env("LINGER"))] = 0.05,
     upstream_timeout: Annotated[float, typer.Option(help="seconds to wait for the model", min=0.001,
                                                     envvar=_env("UPSTREAM_TIMEOUT"))] = 300.0,
     log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
@@ -346,6 +350,7 @@ def collect(
                             feature_names=names, policy=policy, upstream_timeout_s=upstream_timeout),
         listen_host=host, listen_port=port, metrics_port=metrics_port, kafka=kafka, topic=topic,
         queue_events=queue_events, drop=drop_policy,  # type: ignore[arg-type]
+        batch_events=batch_events, linger_s=linger,
     )
     run(settings)
 
