@@ -49,6 +49,7 @@ Extraction = tuple[Instance, ...]
 
 PREDICTION = "prediction"
 _SCALAR_TYPES = frozenset({str, int, float, bool, type(None)})
+_KEY_TYPES = frozenset({str})
 _MAX_DETAIL = 300
 
 
@@ -148,9 +149,14 @@ def _default_names(n: int, prefix: str) -> tuple[str, ...]:
 def row_features(row: Any, feature_names: Sequence[str] | None, where: str) -> dict[str, Scalar]:
     """The features of one instance: an object's keys, or positional names for a list or a scalar."""
     if isinstance(row, dict):
+        # the hot path, checked in C: string keys and scalar values are kept as they are
+        if _KEY_TYPES.issuperset(map(type, row)) and _SCALAR_TYPES.issuperset(map(type, row.values())):
+            return dict(row)
         return {str(k): scalar(v) for k, v in row.items()}
     if isinstance(row, list):
         names = positional_names(len(row), feature_names, "f", where)
+        if len(names) == len(row) and _SCALAR_TYPES.issuperset(map(type, row)):
+            return dict(zip(names, row, strict=True))
         return {name: scalar(v) for name, v in zip(names, row, strict=True)}
     names = positional_names(1, feature_names, "f", where)
     return {names[0]: scalar(row)}
