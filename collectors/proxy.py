@@ -107,15 +107,6 @@ def _listed(value: bytes) -> set[bytes]:
     return {t.strip().lower() for t in value.split(b",") if t.strip()}
 
 
-def _end_to_end(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-    """Headers without the hop-by-hop ones and those ``Connection`` names."""
-    listed: set[bytes] = set()
-    for name, value in headers:
-        if name.lower() == b"connection":
-            listed |= _listed(value)
-    return [(n, v) for n, v in headers if (low := n.lower()) not in _HOP_BY_HOP and low not in listed]
-
-
 def _header_block(headers: list[tuple[bytes, bytes]]) -> bytes:
     return b"".join(b"%s: %s\r\n" % pair for pair in headers)
 
@@ -143,21 +134,30 @@ class _Exchange:
         request_id = skip = None
         chunked = False
         length: int | None = None
+        kept: list[tuple[bytes, bytes]] = []
+        listed: set[bytes] | None = None
         for name, value in headers:
             low = name.lower()
-            if low == _REQUEST_ID:
-                request_id = value
-            elif low == _SKIP:
-                skip = value
+            if low not in _HOP_BY_HOP:
+                if low == _REQUEST_ID:
+                    request_id = value
+                    continue  # sent once, below
+                if low == _SKIP:
+                    skip = value
+                kept.append((name, value))
             elif low == b"transfer-encoding":
                 chunked = True  # llhttp refuses a request whose last coding is not chunked
             elif low == b"content-length":
                 length = int(value)  # llhttp has checked it
+            elif low == b"connection":
+                listed = _listed(value) if listed is None else listed | _listed(value)
+        if listed:
+            kept = [(n, v) for n, v in kept if n.lower() not in listed]
         self.request_id: str = request_id.decode("latin-1") if request_id else _request_id()
         self.skip = skip is not None and skip.strip() == b"1"
         self.chunked = chunked
         self.length = None if chunked else length
-        self.headers = _end_to_end(headers)
+        self.headers = kept
         # the request body, kept for the capture (and a retry) while it fits the limit
         self.kept: bytearray | None = bytearray() if (self.length or 0) <= limit else None
         self.sent = 0  # body bytes passed on (or held in pending)
@@ -514,17 +514,21 @@ class _Response:
             raise _BadResponse(f"a status line of {lines[0][:60]!r}")
         status = int(parts[1])
         reason = parts[2] if len(parts) > 2 else b""
-        headers: list[tuple[bytes, bytes]] = []
+        out: list[tuple[bytes, bytes]] = []  # what the caller gets, the framing aside
         length: int | None = None
         chunked = encoded = close = False
         keep_alive_token = False
+        listed: set[bytes] | None = None
         for line in lines[1:]:
             name, sep, value = line.partition(b":")
             if not sep or not name or name[-1:] in b" \t" or line[:1] in b" \t":
                 raise _BadResponse(f"a header line of {line[:60]!r}")
             value = value.strip()
-            headers.append((name, value))
             low = name.lower()
+            if low not in _HOP_BY_HOP:
+                if low != _REQUEST_ID:
+                    out.append((name, value))
+                continue
             if low == b"content-length":
                 if not value.isdigit() or (length is not None and int(value) != length):
                     raise _BadResponse(f"a Content-Length of {value[:40]!r}")
@@ -536,13 +540,15 @@ class _Response:
                 tokens = _listed(value)
                 close = close or b"close" in tokens
                 keep_alive_token = keep_alive_token or b"keep-alive" in tokens
+                listed = tokens if listed is None else listed | tokens
+        if listed:
+            out = [(n, v) for n, v in out if n.lower() not in listed]
         exchange = self.exchange
         self.keep_alive = not close and (parts[0] == b"HTTP/1.1" or keep_alive_token)
         if 100 <= status < 200:
             if status == 101:
                 raise _BadResponse("101 Switching Protocols, though no upgrade was asked for")
-            exchange.client.write(b"HTTP/1.1 %d %s\r\n%s\r\n" % (status, reason,
-                                                               _header_block(_end_to_end(headers))))
+            exchange.client.write(b"HTTP/1.1 %d %s\r\n%s\r\n" % (status, reason, _header_block(out)))
             return  # an interim answer (100 Continue, 103 Early Hints); the final one follows
         exchange.status = status
         if exchange.method == b"HEAD" or status in (204, 304):
@@ -554,8 +560,6 @@ class _Response:
         else:
             body = "close"
         limit = exchange.client.proxy.settings.max_payload_bytes
-        out = _end_to_end(headers)
-        out = [(n, v) for n, v in out if n.lower() != _REQUEST_ID]
         out.append((b"X-Request-Id", exchange.request_id.encode("latin-1")))
         if body == "none":
             if length is not None and status not in (204, 304):
