@@ -33,9 +33,7 @@ overhead would blur what the 1 ms service time is.
 
 Optional: ``--profile`` samples the collector with py-spy (``pip install --target
 DIR py-spy``; ``--py-spy DIR/bin/py-spy``) at the fixed rate and in closed loop and
-prints where its CPU goes (by thread, by package, by function).  ``--uvloop`` runs
-the same collector code on uvloop's event loop (a side experiment; results tagged
-``-uvloop``).
+prints where its CPU goes (by thread, by package, by function).
 
 Every wait has a deadline; every process started here is stopped on exit.
 Output goes to the terminal and to benchmarks/results/collect-<date>.txt/.json.
@@ -58,7 +56,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -66,6 +63,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from benchmarks._metrics import scrape  # noqa: E402  (after the path is set)
 
 MODEL = "bench"
 RATE = 500
@@ -217,23 +216,6 @@ def run_wrk(url: str, script: Path, *, threads: int, connections: int, duration_
 # ---- /metrics, /proc
 
 
-_SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$')
-_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
-
-
-def scrape(url: str, timeout: float = 2.0) -> list[tuple[str, dict[str, str], float]]:
-    """(name, labels, value) of every sample on ``url``/metrics (Prometheus text format)."""
-    with urllib.request.urlopen(f"{url}/metrics", timeout=timeout) as response:
-        text = response.read().decode()
-    out = []
-    for line in text.splitlines():
-        m = _SAMPLE.match(line)
-        if m is None or line.startswith("#"):
-            continue
-        out.append((m[1], dict(_LABEL.findall(m[2] or "")), float(m[3])))
-    return out
-
-
 def metric(samples: list[tuple[str, dict[str, str], float]], name: str, **labels: str) -> float:
     return sum(v for n, lab, v in samples if n == name and all(lab.get(k) == x for k, x in labels.items()))
 
@@ -355,9 +337,6 @@ class Env:
             model, broker = self.model, self.broker
             port, mport = free_port(), free_port()
             launch = ["-m", "monitor.cli"]
-            if self.args.uvloop:  # a side experiment: the same code on uvloop's event loop
-                launch = ["-c", "import sys, uvloop; uvloop.install(); from monitor.cli import main; "
-                                "sys.exit(main())"]
             proc = self._process([sys.executable, *launch, "collect", "--upstream", model,
                                   "--model", MODEL, "--kafka", broker.bootstrap,
                                   "--listen", f"127.0.0.1:{port}", "--metrics-port", str(mport),
@@ -896,8 +875,6 @@ def main() -> None:
     parser.add_argument("--py-spy", default=shutil.which("py-spy") or "py-spy",
                         help="the py-spy binary (pip install --target DIR py-spy: DIR/bin/py-spy)")
     parser.add_argument("--profile-s", type=float, default=20.0, help="seconds of each profile")
-    parser.add_argument("--uvloop", action="store_true",
-                        help="side experiment: run the collector on uvloop (uvloop.install() before the CLI)")
     parser.add_argument("--no-save", action="store_true", help="do not write benchmarks/results/")
     parser.add_argument("--child", choices=["model"], help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -913,12 +890,16 @@ def main() -> None:
     import platform
 
     import aiohttp
+    import httptools
+    import uvloop
 
     wrk_version = subprocess.run(["wrk", "--version"], capture_output=True, text=True).stdout.split("[")[0]
     nginx_version = subprocess.run([shutil.which("nginx") or "/usr/sbin/nginx", "-v"], capture_output=True,
                                    text=True).stderr.strip().split("/")[-1]
     say(f"driftline collect benchmark, {time.strftime('%Y-%m-%d %H:%M:%S')}; phases {sorted(phases)}; "
-        f"{os.cpu_count()} CPUs, Python {platform.python_version()}, aiohttp {aiohttp.__version__}, "
+        f"{os.cpu_count()} CPUs, Python {platform.python_version()}, "
+        f"uvloop {uvloop.__version__}, httptools {httptools.__version__}, "
+        f"aiohttp {aiohttp.__version__} (the model), "
         f"{wrk_version.strip()}, nginx {nginx_version}; load average at start {os.getloadavg()[0]:.2f} "
         "(other work on the machine shows here)")
     say("everything runs on this machine: the load generator, the model, the collector or nginx and the "
@@ -966,8 +947,6 @@ def main() -> None:
                                                else "-p" + "".join(map(str, sorted(phases))))
             if 3 in phases and args.outage_s != parser.get_default("outage_s"):
                 tag += f"-outage{args.outage_s:g}"
-            if args.uvloop:
-                tag += "-uvloop"
             (out / f"collect-{tag}.txt").write_text("\n".join(_lines) + "\n")
             (out / f"collect-{tag}.json").write_text(json.dumps(results, indent=2, default=str))
 

@@ -35,7 +35,6 @@ import contextlib
 import json
 import math
 import os
-import re
 import signal
 import statistics
 import subprocess
@@ -43,7 +42,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -51,6 +49,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from benchmarks._metrics import scrape  # noqa: E402  (after the path is set)
 
 N_NUM, N_CAT = 16, 4
 NUM = [f"num{i:02d}" for i in range(N_NUM)]
@@ -298,23 +298,6 @@ def phase1(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
 
 
 # ---- a broker, a serve process, /metrics
-
-
-_SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$')
-_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
-
-
-def scrape(url: str, timeout: float = 2.0) -> list[tuple[str, dict[str, str], float]]:
-    """(name, labels, value) of every sample on ``url``/metrics (Prometheus text format)."""
-    with urllib.request.urlopen(f"{url}/metrics", timeout=timeout) as response:
-        text = response.read().decode()
-    out = []
-    for line in text.splitlines():
-        m = _SAMPLE.match(line)
-        if m is None or line.startswith("#"):
-            continue
-        out.append((m[1], dict(_LABEL.findall(m[2] or "")), float(m[3])))
-    return out
 
 
 def metric(samples: list[tuple[str, dict[str, str], float]], name: str, **labels: str) -> float | None:
