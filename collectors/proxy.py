@@ -119,6 +119,50 @@ def _request_id() -> str:
     return os.urandom(16).hex()
 
 
+class _Corks:
+    """Writes made while one read is handled, sent at its end: one system call per connection.
+
+    A response head and its body (or a request head and its body) then leave in one
+    segment, so the peer wakes once for them, not twice.
+    """
+
+    __slots__ = ("active", "dirty")
+
+    def __init__(self) -> None:
+        self.active = False
+        self.dirty: list[_Writer] = []
+
+    def __enter__(self) -> None:
+        self.active = True
+
+    def __exit__(self, *exc: object) -> None:
+        self.active = False
+        dirty, self.dirty = self.dirty, []
+        for writer in dirty:
+            writer.flush()
+
+
+class _Writer:
+    """A connection's writing side, corked by :class:`_Corks`."""
+
+    transport: asyncio.Transport | None
+    corks: _Corks
+    wbuf: list[bytes]
+
+    def send(self, data: bytes) -> None:
+        if self.corks.active:
+            if not self.wbuf:
+                self.corks.dirty.append(self)
+            self.wbuf.append(data)
+        elif self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def flush(self) -> None:
+        buf, self.wbuf = self.wbuf, []
+        if buf and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(buf[0] if len(buf) == 1 else b"".join(buf))
+
+
 class _Exchange:
     """One request and its answer, from the caller's first byte to the last byte back."""
 
@@ -205,7 +249,7 @@ class _Exchange:
     def _send(self, data: bytes) -> None:
         conn = self.conn
         if conn is not None and conn.transport is not None:
-            conn.transport.write(data)
+            conn.send(data)
         else:
             self.pending.append(data)
             self.pending_size += len(data)
@@ -216,7 +260,7 @@ class _Exchange:
         """Send the head and what is pending on ``conn``; what follows goes straight to it."""
         self.conn, self.reused = conn, reused
         assert conn.transport is not None
-        conn.transport.write(self.head() + b"".join(self.pending) if self.pending else self.head())
+        conn.send(self.head() + b"".join(self.pending) if self.pending else self.head())
         self.pending, self.pending_size = [], 0
         self.client.unpause("pending")
         if self.client.write_paused:
@@ -236,12 +280,14 @@ class _Exchange:
         return True
 
 
-class _Client(asyncio.Protocol):
+class _Client(_Writer, asyncio.Protocol):
     """A caller's connection: requests parsed by llhttp, answered in order."""
 
     def __init__(self, proxy: Proxy) -> None:
         self.proxy = proxy
-        self.transport: asyncio.Transport | None = None
+        self.transport = None
+        self.corks = proxy.corks
+        self.wbuf = []
         self.parser = httptools.HttpRequestParser(self)
         self.exchanges: deque[_Exchange] = deque()
         self.current: _Exchange | None = None
@@ -271,6 +317,10 @@ class _Client(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.discard:
             return
+        with self.corks:
+            self._feed(data)
+
+    def _feed(self, data: bytes) -> None:
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -336,8 +386,7 @@ class _Client(asyncio.Protocol):
 
     # -- used by the proxy ------------------------------------------------------------------------
     def write(self, data: bytes) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(data)
+        self.send(data)
 
     def pause(self, reason: str) -> None:
         if not self.pauses and self.transport is not None:
@@ -351,6 +400,7 @@ class _Client(asyncio.Protocol):
                 self.transport.resume_reading()
 
     def _close(self) -> None:
+        self.flush()
         if self.transport is not None:
             self.transport.close()
 
@@ -371,12 +421,14 @@ class _Client(asyncio.Protocol):
             self.unpause("pipeline")
 
 
-class _Upstream(asyncio.Protocol):
+class _Upstream(_Writer, asyncio.Protocol):
     """A pooled connection to the model; parses one answer at a time (:class:`_Response`)."""
 
     def __init__(self, pool: _Pool) -> None:
         self.pool = pool
-        self.transport: asyncio.Transport | None = None
+        self.transport = None
+        self.corks = pool.proxy.corks
+        self.wbuf = []
         self.exchange: _Exchange | None = None
         self.response: _Response | None = None
         self.idle_since = time.monotonic()
@@ -388,10 +440,12 @@ class _Upstream(asyncio.Protocol):
         if self.response is None:
             self.abandon()  # bytes from an idle connection: it can no longer be trusted
             return
-        try:
-            self.response.feed(data)
-        except _BadResponse as exc:
-            self.response.fail(f"the model's answer is not valid HTTP/1.1: {exc}")
+        with self.corks:
+            try:
+                self.response.feed(data)
+            except _BadResponse as exc:
+                if self.response is not None:
+                    self.response.fail(f"the model's answer is not valid HTTP/1.1: {exc}")
 
     def eof_received(self) -> bool | None:
         if self.response is not None:
@@ -429,6 +483,7 @@ class _Upstream(asyncio.Protocol):
 
     def abandon(self) -> None:
         self.exchange, self.response = None, None
+        self.wbuf = []
         if self.transport is not None:
             self.transport.close()
 
@@ -726,6 +781,7 @@ class Proxy:
         tls = ssl.create_default_context() if url.scheme == "https" else None
         self.pool = _Pool(self, url.hostname, url.port or (443 if tls else 80), tls, settings.pool_size)
         self.clients: set[_Client] = set()
+        self.corks = _Corks()
         self._server: asyncio.Server | None = None
         self._sweeper: asyncio.TimerHandle | None = None
 
