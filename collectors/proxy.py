@@ -69,6 +69,7 @@ _IDEMPOTENT_BODYLESS = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"DELET
 _MAX_HEAD = 64 * 1024  # bytes of a response's status line and headers
 _HIGH_WATER = 1024 * 1024  # request bytes held for an upstream connection not yet there
 _CRLF = b"\r\n"
+_HEX = b"0123456789abcdefABCDEF"
 
 
 class Queue(Protocol):
@@ -197,6 +198,8 @@ class _Exchange:
                 listed = _listed(value) if listed is None else listed | _listed(value)
         if listed:
             kept = [(n, v) for n, v in kept if n.lower() not in listed]
+        if not any(n.lower() == b"host" for n, _ in kept):  # HTTP/1.0 needs none; 1.1 must send one
+            kept.append((b"Host", client.proxy.upstream_authority))
         self.request_id: str = request_id.decode("latin-1") if request_id else _request_id()
         self.skip = skip is not None and skip.strip() == b"1"
         self.chunked = chunked
@@ -330,13 +333,21 @@ class _Client(_Writer, asyncio.Protocol):
                 self.current.close_after = True
         except httptools.HttpParserError as exc:
             self.discard = True
-            if self.exchanges:
-                self.exchanges[-1].close_after = True
-                if self.exchanges[-1].request_done:
-                    return  # answered, then closed
-                self._close()
+            message = f"the request is not valid HTTP/1.1: {exc}"
+            if not self.exchanges:
+                self.proxy.reply_error(self, 400, message, None)
+                return
+            last = self.exchanges[-1]
+            last.close_after = True
+            if last.request_done:
+                return  # the bytes after it are broken: answer it, then close
+            if last is self.exchanges[0] and not last.head_sent and not last.response_done:
+                if last.conn is not None:  # the model got part of a broken request: drop that
+                    last.conn.abandon()
+                    last.conn = None
+                self.proxy.reply_error(self, 400, message, last)
             else:
-                self.proxy.reply_error(self, 400, f"the request is not valid HTTP/1.1: {exc}", None)
+                self._close()
 
     def pause_writing(self) -> None:
         self.write_paused = True
@@ -545,10 +556,10 @@ class _Response:
                     if not line:
                         self.state = self.DONE  # trailers are not passed on
                 else:
-                    try:
-                        self.remaining = int(line.split(b";", 1)[0].strip(), 16)
-                    except ValueError:
-                        raise _BadResponse(f"a chunk size of {line[:40]!r}") from None
+                    digits = line.split(b";", 1)[0].rstrip(b" \t")
+                    if not digits or len(digits) > 16 or digits.lstrip(_HEX):
+                        raise _BadResponse(f"a chunk size of {line[:40]!r}")
+                    self.remaining = int(digits, 16)
                     self.state = self.CHUNK_DATA if self.remaining else self.TRAILERS
             elif state == self.CHUNK_DATA:
                 take = min(self.remaining, size - pos)
@@ -574,6 +585,7 @@ class _Response:
         chunked = encoded = close = False
         keep_alive_token = False
         listed: set[bytes] | None = None
+        codings: list[bytes] = []  # transfer codings, in order
         for line in lines[1:]:
             name, sep, value = line.partition(b":")
             if not sep or not name or name[-1:] in b" \t" or line[:1] in b" \t":
@@ -590,7 +602,8 @@ class _Response:
                 length = int(value)
             elif low == b"transfer-encoding":
                 encoded = True
-                chunked = value.rsplit(b",", 1)[-1].strip().lower() == b"chunked"
+                codings += [c.strip() for c in value.split(b",") if c.strip()]
+                chunked = bool(codings) and codings[-1].lower() == b"chunked"
             elif low == b"connection":
                 tokens = _listed(value)
                 close = close or b"close" in tokens
@@ -603,7 +616,8 @@ class _Response:
         if 100 <= status < 200:
             if status == 101:
                 raise _BadResponse("101 Switching Protocols, though no upgrade was asked for")
-            exchange.client.write(b"HTTP/1.1 %d %s\r\n%s\r\n" % (status, reason, _header_block(out)))
+            if exchange.version != "1.0":  # RFC 9110 15.2: none to an HTTP/1.0 client
+                exchange.client.write(b"HTTP/1.1 %d %s\r\n%s\r\n" % (status, reason, _header_block(out)))
             return  # an interim answer (100 Continue, 103 Early Hints); the final one follows
         exchange.status = status
         if exchange.method == b"HEAD" or status in (204, 304):
@@ -627,7 +641,9 @@ class _Response:
         else:
             exchange.answer = bytearray()
             if exchange.version == "1.1":
-                out.append((b"Transfer-Encoding", b"chunked"))
+                # codings other than chunked (gzip, ...) stay; the proxy does the chunking
+                kept = [c for c in (codings[:-1] if chunked else codings) if c.lower() != b"chunked"]
+                out.append((b"Transfer-Encoding", b", ".join([*kept, b"chunked"])))
                 exchange.down_chunked = True
             else:
                 exchange.close_after = True
@@ -778,6 +794,7 @@ class Proxy:
         if url.scheme not in ("http", "https") or not url.hostname:
             raise ValueError(f"the upstream must be an http:// or https:// URL, not {settings.upstream!r}")
         self.upstream_host = url.hostname
+        self.upstream_authority = url.netloc.rpartition("@")[2].encode("idna")
         tls = ssl.create_default_context() if url.scheme == "https" else None
         self.pool = _Pool(self, url.hostname, url.port or (443 if tls else 80), tls, settings.pool_size)
         self.clients: set[_Client] = set()
