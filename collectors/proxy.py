@@ -127,11 +127,19 @@ class _Corks:
     segment, so the peer wakes once for them, not twice.
     """
 
-    __slots__ = ("active", "dirty")
+    __slots__ = ("active", "dirty", "after")
 
     def __init__(self) -> None:
         self.active = False
         self.dirty: list[_Writer] = []
+        self.after: list[tuple[Callable[[_Exchange], None], _Exchange]] = []
+
+    def later(self, work: Callable[[_Exchange], None], exchange: _Exchange) -> None:
+        """Run ``work`` once the writes are out (now, when nothing is corked)."""
+        if self.active:
+            self.after.append((work, exchange))
+        else:
+            _safely(work, exchange)
 
     def __enter__(self) -> None:
         self.active = True
@@ -141,6 +149,17 @@ class _Corks:
         dirty, self.dirty = self.dirty, []
         for writer in dirty:
             writer.flush()
+        after, self.after = self.after, []
+        for work, exchange in after:
+            _safely(work, exchange)
+
+
+def _safely(work: Callable[[_Exchange], None], exchange: _Exchange) -> None:
+    """Capture and metrics never break the proxy: a failure there is logged, nothing more."""
+    try:
+        work(exchange)
+    except Exception:
+        log.exception("after request %s: %s failed", exchange.request_id, work.__name__)
 
 
 class _Writer:
@@ -170,7 +189,8 @@ class _Exchange:
     __slots__ = ("client", "method", "target", "version", "headers", "request_id", "skip", "chunked",
                  "length", "kept", "sent", "pending", "pending_size", "request_done", "conn",
                  "reused", "retried", "started", "timer", "status", "head_sent", "response_done",
-                 "answer", "down_chunked", "close_after", "cancelled", "upgrade", "finished")
+                 "answer", "down_chunked", "close_after", "cancelled", "upgrade", "finished",
+                 "elapsed")
 
     def __init__(self, client: _Client, method: bytes, target: bytes, version: str,
                  headers: list[tuple[bytes, bytes]], limit: int) -> None:
@@ -225,6 +245,7 @@ class _Exchange:
         self.cancelled = False
         self.upgrade = False
         self.finished = False
+        self.elapsed = 0.0  # seconds from the request's head to the answer's last byte
 
     # -- the request, towards the model -------------------------------------------------------
     def head(self) -> bytes:
@@ -529,13 +550,13 @@ class _Response:
                     return
                 self._head(data[pos:end])
                 pos = end + 4
-            elif state == self.FIXED:
+            elif state == self.FIXED or state == self.CHUNK_DATA:
                 take = min(self.remaining, size - pos)
                 self._body(data[pos:pos + take])
                 pos += take
                 self.remaining -= take
                 if not self.remaining:
-                    self.state = self.DONE
+                    self.state = self.DONE if state == self.FIXED else self.CHUNK_END
             elif state == self.UNTIL_CLOSE:
                 self._body(data[pos:] if pos else data)
                 pos = size
@@ -561,13 +582,6 @@ class _Response:
                         raise _BadResponse(f"a chunk size of {line[:40]!r}")
                     self.remaining = int(digits, 16)
                     self.state = self.CHUNK_DATA if self.remaining else self.TRAILERS
-            elif state == self.CHUNK_DATA:
-                take = min(self.remaining, size - pos)
-                self._body(data[pos:pos + take])
-                pos += take
-                self.remaining -= take
-                if not self.remaining:
-                    self.state = self.CHUNK_END
         if self.state == self.DONE:
             # bytes beyond the answer: the connection can't be trusted with another request
             self._finish(reusable=self.keep_alive and pos >= size)
@@ -901,8 +915,8 @@ class Proxy:
         exchange.response_done = True
         if exchange.timer is not None:
             exchange.timer.cancel()
-        elapsed = time.perf_counter() - exchange.started
-        self.metrics.observe_proxy(exchange.status, elapsed)
+        exchange.elapsed = time.perf_counter() - exchange.started
+        self.corks.later(self._observe, exchange)  # after the answer has left
         if exchange.request_done:
             self.finished(exchange)
 
@@ -911,9 +925,12 @@ class Proxy:
         exchange.finished = True
         exchange.client.next()
         if exchange.status is not None and exchange.head_sent:
-            self._capture(exchange, time.perf_counter() - exchange.started)
+            self.corks.later(self._capture, exchange)
 
-    def _capture(self, exchange: _Exchange, elapsed: float) -> None:
+    def _observe(self, exchange: _Exchange) -> None:
+        self.metrics.observe_proxy(exchange.status, exchange.elapsed)
+
+    def _capture(self, exchange: _Exchange) -> None:
         settings = self.settings
         if exchange.skip:
             self.metrics.dropped("skipped", 1)
@@ -942,7 +959,7 @@ class Proxy:
             instances = apply(instances, settings.policy)
         capture = Capture(model=settings.model, request_id=exchange.request_id,
                           ts_ms=int(self._clock() * 1000), instances=instances,
-                          latency_ms=round(elapsed * 1000, 3), status=status,
+                          latency_ms=round(exchange.elapsed * 1000, 3), status=status,
                           model_version=settings.model_version)
         self.queue.offer(capture)  # never blocks; the queue counts captures and its own drops
 
