@@ -341,7 +341,7 @@ class Env:
                                   "--model", MODEL, "--kafka", broker.bootstrap,
                                   "--listen", f"127.0.0.1:{port}", "--metrics-port", str(mport),
                                   "--topic", self.topic, "--protocol", "kserve_v1",
-                                  "--log-level", "warning"], "collector")
+                                  "--log-level", "warning", *self.args.collector_arg], "collector")
             metrics_url = f"http://127.0.0.1:{mport}"
             proc.wait_http(f"{metrics_url}/healthz", timeout=60)
             self._collector = (proc, f"http://127.0.0.1:{port}", metrics_url)
@@ -875,6 +875,10 @@ def main() -> None:
     parser.add_argument("--py-spy", default=shutil.which("py-spy") or "py-spy",
                         help="the py-spy binary (pip install --target DIR py-spy: DIR/bin/py-spy)")
     parser.add_argument("--profile-s", type=float, default=20.0, help="seconds of each profile")
+    parser.add_argument("--collector-arg", action="append", default=[],
+                        help="an extra argument for `driftline collect` (repeat it; e.g. "
+                             "--collector-arg=--sample-rate=0 measures the proxy without capture); "
+                             "results are not saved")
     parser.add_argument("--no-save", action="store_true", help="do not write benchmarks/results/")
     parser.add_argument("--child", choices=["model"], help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -940,7 +944,7 @@ def main() -> None:
         if len(results) > 1:
             results["summary"] = summary(results)
         say(f"total time {time.monotonic() - t_all:.0f} s")
-        if not args.no_save:
+        if not args.no_save and not args.collector_arg:
             out = ROOT / "benchmarks" / "results"
             out.mkdir(exist_ok=True)
             tag = time.strftime("%Y-%m-%d") + ("" if phases == {1, 2, 3}

@@ -66,6 +66,18 @@ _RUN_AS_USER = 10001  # the driftline image's user (as in k8s/monitor)
 JSON = dict[str, Any]
 
 
+def _cores(quantity: str) -> float:
+    """A Kubernetes CPU quantity (``500m``, ``1``, ``1.5``) in cores."""
+    text = quantity.strip() if isinstance(quantity, str) else ""
+    try:
+        cores = float(text[:-1]) / 1000 if text.endswith("m") else float(text)
+    except ValueError:
+        cores = 0.0
+    if not cores > 0 or cores != cores or cores == float("inf"):
+        raise InputError(f"cpu_limit must be a CPU quantity such as 500m or 1; got {quantity!r}")
+    return cores
+
+
 @dataclass(frozen=True)
 class InjectOptions:
     """How the collector is attached.  ``model=None`` takes the model name from the pod's
@@ -100,6 +112,8 @@ class InjectOptions:
                 isinstance(self.sample_rate, int | float) and not isinstance(self.sample_rate, bool)
                 and 0.0 <= self.sample_rate <= 1.0):
             raise InputError(f"sample_rate must be between 0 and 1; got {self.sample_rate!r}")
+        if self.cpu_limit is not None:
+            _cores(self.cpu_limit)
 
     @classmethod
     def from_annotations(cls, annotations: Mapping[str, Any] | None,
@@ -281,6 +295,8 @@ def _collector_container(model_port: int, options: InjectOptions) -> JSON:
     limits: JSON = {"memory": options.memory_limit}
     if options.cpu_limit is not None:
         limits["cpu"] = options.cpu_limit
+        # shed captures before the CPU limit throttles the proxy (and the model's callers with it)
+        env.append({"name": "DRIFTLINE_MAX_CPU", "value": f"{0.8 * _cores(options.cpu_limit):.3g}"})
     probe: JSON = {"httpGet": {"path": "/healthz", "port": METRICS_PORT_NAME}}
     return {
         "name": COLLECTOR,

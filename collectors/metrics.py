@@ -18,8 +18,10 @@ series, and tests can build as many as they like).  Series (``model`` comes from
 Drop reasons (:data:`DROP_REASONS`, every one pre-initialised at 0 per model so that
 ``rate()`` and alert rules see the series before the first drop): ``queue_full`` (the
 bounded queue was full: broker down or slow), ``oversize`` (an event larger than one
-message), ``sampled_out``, ``skipped`` and ``unparseable`` (decided by the proxy before
-delivery) and ``shutdown`` (still queued when the collector stopped).
+message), ``sampled_out``, ``skipped``, ``unparseable`` and ``overload`` (decided by the
+proxy before delivery; ``overload``: the collector was over its CPU budget, so the
+capture was shed to keep answering the model's callers at full speed) and ``shutdown`` (still
+queued when the collector stopped).
 
 The delivery accounting identity, once the queue is empty and nothing is in flight:
 ``captured = sent + failed + dropped{queue_full, oversize, shutdown}``.  The proxy-side
@@ -37,7 +39,8 @@ from typing import Any, Final
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, choose_encoder, generate_latest
 
-DROP_REASONS: Final = ("queue_full", "oversize", "sampled_out", "skipped", "unparseable", "shutdown")
+DROP_REASONS: Final = ("queue_full", "oversize", "sampled_out", "skipped", "unparseable", "overload",
+                       "shutdown")
 STATUS_CLASSES: Final = ("1xx", "2xx", "3xx", "4xx", "5xx", "error")
 DELIVERY_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 PROXY_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)

@@ -33,7 +33,10 @@ blocks.  Bodies over ``max_payload_bytes`` stream through and are counted as
 ``oversize``, never buffered.  A payload that cannot be parsed is counted,
 never an error for the caller.  ``X-Driftline-Skip: 1`` opts a request out;
 ``sample_rate`` keeps a random share; non-2xx answers are captured only with
-``capture_errors``.
+``capture_errors``.  While the process uses more than ``max_cpu`` cores
+(smoothed), captures are shed and counted ``overload``: proxying comes first
+(``shed_overload=False`` captures everything, at the cost of the callers'
+latency and the proxy's throughput when the CPU runs out).
 """
 
 from __future__ import annotations
@@ -68,6 +71,7 @@ _HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-authenticate", b"
 _IDEMPOTENT_BODYLESS = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"DELETE"})
 _MAX_HEAD = 64 * 1024  # bytes of a response's status line and headers
 _HIGH_WATER = 1024 * 1024  # request bytes held for an upstream connection not yet there
+_TICK_S = 0.05  # how often the process's CPU use is measured
 _CRLF = b"\r\n"
 _HEX = b"0123456789abcdefABCDEF"
 
@@ -97,6 +101,8 @@ class ProxySettings:
     upstream_timeout_s: float = 300.0
     pool_size: int = 256
     upstream_idle_s: float = 30.0  # a pooled connection idle this long is closed
+    shed_overload: bool = True  # skip captures (counted "overload") while over the CPU budget
+    max_cpu: float = 0.8  # cores the whole collector process may use (smoothed) before it sheds
     client_idle_s: float = 75.0  # a caller's keep-alive connection idle this long is closed
 
 
@@ -815,11 +821,16 @@ class Proxy:
         self.corks = _Corks()
         self._server: asyncio.Server | None = None
         self._sweeper: asyncio.TimerHandle | None = None
+        self._ticker: asyncio.TimerHandle | None = None
+        self._cpu = 0.0  # smoothed cores used by this process (every thread)
+        self.overloaded = False
 
     async def start(self, host: str, port: int) -> asyncio.Server:
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(lambda: _Client(self), host, port, backlog=1024)
         self._sweeper = loop.call_later(1.0, self._sweep)
+        if self.settings.shed_overload:
+            self._ticker = loop.call_later(_TICK_S, self._tick, loop.time(), time.process_time())
         return self._server
 
     @property
@@ -829,8 +840,9 @@ class Proxy:
 
     async def close(self) -> None:
         """Stop listening; answers in progress finish, idle connections close."""
-        if self._sweeper is not None:
-            self._sweeper.cancel()
+        for timer in (self._sweeper, self._ticker):
+            if timer is not None:
+                timer.cancel()
         if self._server is not None:
             self._server.close()
         for client in list(self.clients):
@@ -844,6 +856,23 @@ class Proxy:
                 client.transport.close()
         self.pool.close()
         await asyncio.sleep(0)
+
+    def _tick(self, wall: float, cpu: float) -> None:
+        """The process's CPU use (every thread, smoothed over about 0.2 s) against its budget.
+
+        Over ``max_cpu`` cores, captures are shed (counted ``overload``) until it is
+        back under nine tenths of it: the capture's own CPU (extraction here,
+        encoding and sending in the delivery thread) must not take from proxying,
+        which is bound to one core by the GIL, nor push the sidecar into its
+        container's CPU limit, where throttling would stall the model's callers.
+        """
+        loop = asyncio.get_running_loop()
+        now, used = loop.time(), time.process_time()
+        if now > wall:
+            self._cpu += 0.5 * ((used - cpu) / (now - wall) - self._cpu)
+        limit = self.settings.max_cpu
+        self.overloaded = self._cpu > (0.9 * limit if self.overloaded else limit)
+        self._ticker = loop.call_later(_TICK_S, self._tick, now, used)
 
     def _sweep(self) -> None:
         now = time.monotonic()
@@ -943,6 +972,9 @@ class Proxy:
             return
         if settings.sample_rate < 1.0 and self._sample() >= settings.sample_rate:
             self.metrics.dropped("sampled_out", 1)
+            return
+        if self.overloaded:
+            self.metrics.dropped("overload", 1)
             return
         path = unquote(exchange.target.split(b"?", 1)[0].decode("latin-1"))
         try:

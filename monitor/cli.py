@@ -309,6 +309,12 @@ def collect(
                                           min=0.0, envvar=_env("LINGER"))] = 0.05,
     upstream_timeout: Annotated[float, typer.Option(help="seconds to wait for the model", min=0.001,
                                                     envvar=_env("UPSTREAM_TIMEOUT"))] = 300.0,
+    shed_overload: Annotated[bool, typer.Option(
+        help="over --max-cpu, skip captures (counted as dropped, reason overload) rather than "
+             "slow the model's callers", envvar=_env("SHED_OVERLOAD"))] = True,
+    max_cpu: Annotated[float, typer.Option(
+        help="cores the collector may use (smoothed) before it sheds captures; keep it under the "
+             "container's CPU limit", min=0.05, envvar=_env("MAX_CPU"))] = 0.8,
     log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
 ) -> None:
     """The sidecar: proxy every request to the model, capture predictions into Kafka.
@@ -347,7 +353,8 @@ def collect(
         proxy=ProxySettings(upstream=upstream, model=model, model_version=model_version,
                             sample_rate=sample_rate, max_payload_bytes=max_payload_bytes,
                             capture_errors=capture_errors, protocol=protocol, generic=generic,
-                            feature_names=names, policy=policy, upstream_timeout_s=upstream_timeout),
+                            feature_names=names, policy=policy, upstream_timeout_s=upstream_timeout,
+                            shed_overload=shed_overload, max_cpu=max_cpu),
         listen_host=host, listen_port=port, metrics_port=metrics_port, kafka=kafka, topic=topic,
         queue_events=queue_events, drop=drop_policy,  # type: ignore[arg-type]
         batch_events=batch_events, linger_s=linger,

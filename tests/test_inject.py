@@ -222,7 +222,8 @@ def test_a_bentoml_deployment_gets_the_collector_and_every_document_still_valida
 def test_the_collector_env_is_read_by_driftline_collect_as_the_sidecar_settings(monkeypatch):
     from monitor import cli
 
-    docs = inject_manifests(list(yaml.safe_load_all(BENTO)), InjectOptions(sample_rate=0.25))
+    options = InjectOptions(sample_rate=0.25, cpu_limit="500m")
+    docs = inject_manifests(list(yaml.safe_load_all(BENTO)), options)
     template = by_kind(docs)[("Deployment", "fraud-scorer")]["spec"]["template"]
     metadata = {**template["metadata"], "name": "fraud-scorer-abc", "namespace": "models"}
     collector = collector_of(template["spec"])
@@ -238,6 +239,8 @@ def test_the_collector_env_is_read_by_driftline_collect_as_the_sidecar_settings(
     assert settings.proxy.upstream == "http://127.0.0.1:3000"
     assert (settings.proxy.model, settings.proxy.model_version) == ("fraud-scorer", "v7")
     assert settings.proxy.sample_rate == 0.25
+    assert collector["resources"]["limits"]["cpu"] == "500m"
+    assert settings.proxy.max_cpu == 0.4 and settings.proxy.shed_overload  # 80% of the CPU limit
 
 
 def test_injecting_twice_changes_nothing():
@@ -456,7 +459,8 @@ def test_bad_yaml_and_bad_manifests_are_one_line_errors(text, message):
 
 
 @pytest.mark.parametrize("kwargs", [{"collector_port": 0}, {"metrics_port": 8081}, {"sample_rate": 2.0},
-                                    {"image": ""}, {"model_port": 65536}])
+                                    {"image": ""}, {"model_port": 65536}, {"cpu_limit": "lots"},
+                                    {"cpu_limit": "-1"}, {"cpu_limit": "0m"}])
 def test_invalid_options_are_refused_in_one_line(kwargs):
     with pytest.raises(InputError) as exc:
         InjectOptions(**kwargs)
