@@ -198,3 +198,65 @@ def test_a_full_queue_changes_nothing_for_the_caller(model_url):
 
     queue, _ = run(ProxySettings(upstream=model_url, model="m"), scenario, RecordingQueue(accept=False))
     assert len(queue.captures) == 20
+
+
+def test_over_its_cpu_budget_the_proxy_sheds_captures_and_still_answers_then_captures_again(model_url):
+    import threading
+    import time
+
+    body = {"instances": [[1.0, 2.0]]}
+    burning = threading.Event()
+
+    def burn() -> None:  # CPU of this process, as the capture and delivery threads would use it
+        while burning.is_set():
+            sum(i * i for i in range(1000))
+
+    async def call(via, proxy) -> None:
+        async with via.post(proxy + "/v1/models/m:predict", json=body) as r:
+            assert r.status == 200 and len((await r.json())["predictions"]) == 1
+
+    async def scenario(via, proxy, direct):
+        burning.set()
+        thread = threading.Thread(target=burn, daemon=True)
+        thread.start()
+        try:
+            await asyncio.sleep(0.5)  # ten measurements of about one core, against a budget of 0.3
+            await call(via, proxy)
+        finally:
+            burning.clear()
+            thread.join()
+        await asyncio.sleep(1.0)  # back under nine tenths of the budget
+        started = time.process_time()
+        await call(via, proxy)
+        assert time.process_time() - started < 0.2
+
+    queue, metrics = run(ProxySettings(upstream=model_url, model="m", max_cpu=0.3), scenario)
+    assert metrics.drops == {"overload": 1} and metrics.proxied == [200, 200]
+    [capture] = queue.captures
+    assert [dict(i.inputs) for i in capture.instances] == [{"f0": 1.0, "f1": 2.0}]
+
+
+def test_with_shedding_off_every_capture_is_kept_however_busy_the_process(model_url):
+    import threading
+
+    burning = threading.Event()
+
+    def burn() -> None:
+        while burning.is_set():
+            sum(i * i for i in range(1000))
+
+    async def scenario(via, proxy, direct):
+        burning.set()
+        thread = threading.Thread(target=burn, daemon=True)
+        thread.start()
+        try:
+            await asyncio.sleep(0.5)
+            async with via.post(proxy + "/v1/models/m:predict", json={"instances": [[1.0]]}) as r:
+                assert r.status == 200
+        finally:
+            burning.clear()
+            thread.join()
+
+    queue, metrics = run(ProxySettings(upstream=model_url, model="m", max_cpu=0.3, shed_overload=False),
+                         scenario)
+    assert metrics.drops == {} and len(queue.captures) == 1
