@@ -27,9 +27,14 @@ for a busy connection is timed from when it is sent.
 
 The model is a small aiohttp app inside this script (``--child model``):
 ``POST /v1/models/<name>:predict`` parses the body, sleeps ``--service-ms`` (1 ms)
-on the event loop and answers ``{"predictions": [...]}``.  tests/model_server.py
-is not used: it has no sleep on the predict route and FastAPI's per-request
-overhead would blur what the 1 ms service time is.
+on the event loop and answers ``{"predictions": [...]}``.  With ``--compute-ms 1``
+it instead holds its one worker for 1 ms of CPU (a busy loop), the way a model's
+inference does; the two models bound "about 1 ms of service time" from both
+sides: the sleeping model leaves its CPU free and so can answer ~10,000
+requests/s on 2 cores, which makes any proxy's per-request CPU the bottleneck
+of phase 2, while the computing model is CPU-bound at ~1,000 requests/s like a
+real one.  tests/model_server.py is not used: it has no sleep on the predict
+route and FastAPI's per-request overhead would blur what the 1 ms service time is.
 
 Optional: ``--profile`` samples the collector with py-spy (``pip install --target
 DIR py-spy``; ``--py-spy DIR/bin/py-spy``) at the fixed rate and in closed loop and
@@ -102,16 +107,24 @@ def payload(instances: int) -> bytes:
 
 
 def child_model(args: argparse.Namespace) -> None:
-    """The model server: parse the request, sleep ``service_ms`` on the loop, answer."""
+    """The model server: parse the request, compute ``compute_ms`` (the CPU held, like a model's
+    inference in its one worker), sleep ``service_ms`` on the loop (waiting, like a call to an
+    accelerator or another service), answer."""
     import asyncio
 
     from aiohttp import web
 
     service_s = args.service_ms / 1000
+    compute_s = args.compute_ms / 1000
 
     async def predict(request: web.Request) -> web.Response:
         doc = json.loads(await request.read())
-        await asyncio.sleep(service_s)
+        if compute_s > 0:
+            until = time.perf_counter() + compute_s
+            while time.perf_counter() < until:
+                pass
+        if service_s > 0:
+            await asyncio.sleep(service_s)
         scores = [round(sum(v for v in row.values() if isinstance(v, float)) / 10, 6)
                   for row in doc["instances"]]
         return web.Response(body=json.dumps({"predictions": scores}).encode(),
@@ -124,6 +137,12 @@ def child_model(args: argparse.Namespace) -> None:
     app.router.add_post("/v1/models/{name}", predict)  # {name} takes "<model>:predict"
     app.router.add_get("/healthz", healthz)
     web.run_app(app, host="127.0.0.1", port=args.port, access_log=None, print=None)
+
+
+def model_work(args: argparse.Namespace) -> str:
+    parts = ([f"{args.compute_ms:g} ms of CPU (busy loop)"] if args.compute_ms > 0 else []) + \
+            ([f"{args.service_ms:g} ms asyncio.sleep"] if args.service_ms > 0 else [])
+    return " + ".join(parts) or "no work"
 
 
 # ---- wrk
@@ -324,7 +343,8 @@ class Env:
 
             port = free_port()
             proc = self._process([sys.executable, str(Path(__file__).resolve()), "--child", "model",
-                                  "--port", str(port), "--service-ms", str(self.args.service_ms)], "model")
+                                  "--port", str(port), "--service-ms", str(self.args.service_ms),
+                                  "--compute-ms", str(self.args.compute_ms)], "model")
             self._model = f"http://127.0.0.1:{port}"
             proc.wait_http(f"{self._model}/healthz", timeout=30)
         return self._model
@@ -439,7 +459,7 @@ def phase1(args: argparse.Namespace, env: Env) -> dict[str, Any]:
     script = wrk_script(env.tmp, env.body, args.rate)
     say(f"request: KServe v1, {args.instances} instances x 17 features (15 numerical, 2 categorical), "
         f"{len(env.body)} bytes of JSON; "
-        f"model: aiohttp, {args.service_ms:g} ms asyncio.sleep per request; wrk -t 1 -c {args.connections} "
+        f"model: aiohttp, {model_work(args)} per request; wrk -t 1 -c {args.connections} "
         f"with a fixed-rate schedule; {args.warmup_s:g} s warm-up before each")
     out: dict[str, Any] = {"payload_bytes": len(env.body), "runs": {}}
     _, _, metrics_url = env.collector()
@@ -503,7 +523,7 @@ def phase1(args: argparse.Namespace, env: Env) -> dict[str, Any]:
 
 def phase2(args: argparse.Namespace, env: Env) -> dict[str, Any]:
     say(f"== 2. closed-loop maximum throughput: wrk -t {args.max_threads} -c {args.max_connections}, "
-        f"{args.max_duration_s:g} s each ==")
+        f"{args.max_duration_s:g} s each; model: {model_work(args)} per request ==")
     targets = env.targets()
     script = wrk_script(env.tmp, env.body, 0)
     _, _, metrics_url = env.collector()
@@ -869,7 +889,11 @@ def main() -> None:
                         help="phase 3: seconds after the broker is back")
     parser.add_argument("--sample-s", type=float, default=5.0, help="phase 3: seconds between RSS samples")
     parser.add_argument("--instances", type=int, default=4, help="instances per request (4: about 1 KB)")
-    parser.add_argument("--service-ms", type=float, default=1.0, help="the model's sleep per request")
+    parser.add_argument("--service-ms", type=float, default=None,
+                        help="the model's sleep per request (default 1 ms, or 0 with --compute-ms)")
+    parser.add_argument("--compute-ms", type=float, default=0.0,
+                        help="the model's CPU per request, a busy loop holding its one worker "
+                             "(default 0: the model sleeps its service time instead)")
     parser.add_argument("--profile", action="store_true",
                         help="after phase 2: profile the collector with py-spy (fixed rate, closed loop)")
     parser.add_argument("--py-spy", default=shutil.which("py-spy") or "py-spy",
@@ -883,6 +907,8 @@ def main() -> None:
     parser.add_argument("--child", choices=["model"], help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.service_ms is None:
+        args.service_ms = 0.0 if args.compute_ms > 0 else 1.0
     if args.child == "model":
         child_model(args)
         return
@@ -951,6 +977,8 @@ def main() -> None:
                                                else "-p" + "".join(map(str, sorted(phases))))
             if 3 in phases and args.outage_s != parser.get_default("outage_s"):
                 tag += f"-outage{args.outage_s:g}"
+            if args.compute_ms > 0:
+                tag += f"-compute{args.compute_ms:g}ms"
             (out / f"collect-{tag}.txt").write_text("\n".join(_lines) + "\n")
             (out / f"collect-{tag}.json").write_text(json.dumps(results, indent=2, default=str))
 
