@@ -5,8 +5,8 @@ from setuptools import Extension, setup
 setup(
     ext_modules=[
         Extension(
-            "monitor.stats._ecdf",
-            sources=["monitor/stats/_ecdf.c"],
+            "monitor.engine.stats._ecdf",
+            sources=["monitor/engine/stats/_ecdf.c"],
             extra_compile_args=["-O3"],
             optional=True,  # a pure-numpy fallback takes over if it cannot build
         )

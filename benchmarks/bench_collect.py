@@ -4,7 +4,7 @@ One run, side by side (select phases with ``--phase 1,2,3``):
 
 1. latency at a fixed rate (500 requests/s, 30 s each): a model server with about
    1 ms of service time answering a 1 KB KServe v1 JSON request, measured (a)
-   directly, (b) through ``python -m monitor.cli collect`` shipping every
+   directly, (b) through ``python -m monitor.cli.main collect`` shipping every
    capture to a real Tansu broker, (c) through nginx as a plain reverse proxy
    (keep-alive upstream, ``proxy_pass``).  Targets: collector-added p50
    <= 1 ms and p99 <= 5 ms (collector minus direct); collector-added p50
@@ -356,7 +356,7 @@ class Env:
 
             model, broker = self.model, self.broker
             port, mport = free_port(), free_port()
-            launch = ["-m", "monitor.cli"]
+            launch = ["-m", "monitor.cli.main"]
             proc = self._process([sys.executable, *launch, "collect", "--upstream", model,
                                   "--model", MODEL, "--kafka", broker.bootstrap,
                                   "--listen", f"127.0.0.1:{port}", "--metrics-port", str(mport),
@@ -566,7 +566,7 @@ def count_in_topic(env: Env, timeout: float = 60.0) -> dict[str, int]:
     """Messages and events in the predictions topic (read back from the broker)."""
     from kafka import KafkaConsumer, TopicPartition
 
-    from monitor.ingest.codec import decode_predictions
+    from monitor.wire.decode import decode_predictions
 
     consumer = KafkaConsumer(bootstrap_servers=env.broker.bootstrap, group_id=None, enable_auto_commit=False,
                              max_partition_fetch_bytes=8 << 20)
@@ -741,7 +741,7 @@ def summarize_profile(raw: Path, rate_hz: int, pid: int, requests: int, top: int
             own[f"{leaf['func']} ({_area(leaf['file'])})"] += n
         areas_of = [(m, _area(m["file"])) for m in parsed]
         ours = {f"{m['func']} ({a})" for m, a in areas_of  # not the roots of every stack
-                if a.startswith(("collectors", "monitor")) and a != "monitor/cli"
+                if a.startswith(("collectors", "monitor")) and a != "monitor/cli/main"
                 and not m["func"].startswith(("run", "serve"))}
         for name in ours:
             inclusive[name] += n

@@ -32,11 +32,11 @@ from scipy import stats
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks._data import make_table  # noqa: E402
-from monitor import profile_io  # noqa: E402
-from monitor.analysis import FeatureSpec, analyze  # noqa: E402
-from monitor.profiles import ProfileSettings  # noqa: E402
+from monitor.batch import profile_io  # noqa: E402
+from monitor.batch.tabular import profile_frame  # noqa: E402
+from monitor.engine.analysis import FeatureSpec, analyze  # noqa: E402
+from monitor.engine.profiles import ProfileSettings  # noqa: E402
 from monitor.runtime import tune_allocator  # noqa: E402
-from monitor.tabular import profile_frame  # noqa: E402
 
 EXE = Path(sys.executable).parent / "driftline"
 
@@ -100,9 +100,10 @@ def baseline_rss(tiny: Path) -> int:
     """Peak RSS of a process that imports what ``check`` imports and reads a
     one-row Parquet file: the fixed cost (interpreter, libraries, their code
     pages) that does not grow with the input."""
-    code = ("import sys, monitor.cli, monitor.batch, monitor.analysis, monitor.render; "
-            "from monitor.stats import ks; ks.preload(); "
-            "from monitor.tabular import open_table, release_memory_eagerly; "
+    code = ("import sys, monitor.cli.main, monitor.batch.check, monitor.engine.analysis, "
+            "monitor.batch.render; "
+            "from monitor.engine.stats import ks; ks.preload(); "
+            "from monitor.batch.tabular import open_table, release_memory_eagerly; "
             "release_memory_eagerly(); t = open_table(sys.argv[1]); "
             "[t.column(c) for c in t.columns]")
     return int(spawn([sys.executable, "-c", code, str(tiny)])["max_rss_bytes"])

@@ -11,7 +11,7 @@ One run, side by side (select phases with ``--phase 1,2,3,4``):
    windowing, evaluation;
 2. through a real broker (Tansu): M messages produced to the predictions topic
    before anyone consumes, then a bare kafka-python consumer reads them all,
-   then ``python -m monitor.cli serve`` reads them in another group.
+   then ``python -m monitor.cli.main serve`` reads them in another group.
    Target: serve's events/s >= 50% of the bare consumer's;
 3. RSS of 10 models in a child fed pre-encoded messages round-robin through
    ``StreamEngine.process``, after 1M and after 10M events.  Target: growth
@@ -99,7 +99,7 @@ def inputs(n: int, rng: Any, shift: bool = False) -> list[dict[str, Any]]:
 
 
 def message(model: str, rng: Any, start: int, *, shift: bool = False, encoding: str = "json") -> bytes:
-    from monitor.ingest.codec import JSON, MSGPACK, encode_predictions
+    from monitor.wire.decode import JSON, MSGPACK, encode_predictions
 
     events = [{"request_id": f"r{start + i}", "ts": TS0 + start + i, "inputs": row}
               for i, row in enumerate(inputs(BATCH, rng, shift))]
@@ -107,7 +107,7 @@ def message(model: str, rng: Any, start: int, *, shift: bool = False, encoding: 
 
 
 def headers(encoding: str) -> tuple[tuple[str, bytes], ...]:
-    from monitor.ingest.codec import CONTENT_TYPE_HEADER, MSGPACK
+    from monitor.wire.decode import CONTENT_TYPE_HEADER, MSGPACK
 
     return ((CONTENT_TYPE_HEADER, MSGPACK.encode()),) if encoding == "msgpack" else ()
 
@@ -151,7 +151,7 @@ def _engine(config: Path, models: Sequence[str], on_report: Callable[[Any], None
             ) -> Any:
     from monitor.config import load_config
     from monitor.streaming.engine import StreamEngine, Topics
-    from monitor.streaming.setup import model_setup
+    from monitor.streaming.setups import model_setup
 
     cfg = load_config(str(config))
     setups = {m: model_setup(cfg, m, created_at="") for m in models}
@@ -166,9 +166,9 @@ def child_throughput(args: argparse.Namespace) -> dict[str, Any]:
     os.sched_setaffinity(0, {args.cpu})
     import numpy as np
 
-    from monitor.ingest.codec import decode_predictions, encoding
-    from monitor.ingest.records import Record
     from monitor.runtime import tune_allocator
+    from monitor.wire.decode import decode_predictions, encoding
+    from monitor.wire.records import Record
 
     tune_allocator()  # as `driftline serve` does
     rng = np.random.default_rng(2)
@@ -207,8 +207,8 @@ def child_rss(args: argparse.Namespace) -> dict[str, Any]:
     """Phase 3: 10 models fed round-robin until ``events_large`` (or the deadline)."""
     import numpy as np
 
-    from monitor.ingest.records import Record
     from monitor.runtime import tune_allocator
+    from monitor.wire.records import Record
 
     tune_allocator()  # as `driftline serve` does
     deadline = time.monotonic() + args.deadline_s
@@ -333,7 +333,7 @@ class Env:
         from tests.servers import Process, free_port
 
         port = free_port()
-        proc = Process([sys.executable, "-m", "monitor.cli", "serve", "--config", str(config),
+        proc = Process([sys.executable, "-m", "monitor.cli.main", "serve", "--config", str(config),
                         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
                        self.tmp / "logs", name=name, cwd=ROOT)
         self.stack.callback(proc.terminate)  # terminating twice is harmless

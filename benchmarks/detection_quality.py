@@ -60,9 +60,9 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from monitor.analysis import DriftSettings, FeatureSpec, analyze  # noqa: E402
-from monitor.profiles import ProfileSettings  # noqa: E402
-from monitor.tabular import profile_frame  # noqa: E402
+from monitor.batch.tabular import profile_frame  # noqa: E402
+from monitor.engine.analysis import DriftSettings, FeatureSpec, analyze  # noqa: E402
+from monitor.engine.profiles import ProfileSettings  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SEED = 20_240_611

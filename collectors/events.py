@@ -4,7 +4,7 @@ An inference request may carry a batch; each :class:`Instance` is one row of
 it, its inputs (feature -> JSON scalar) and outputs (name -> JSON scalar).
 :class:`Capture` is one request/response pair after extraction, with the
 request id, the time and what the proxy measured.  :meth:`Capture.events`
-turns it into events of the wire contract (``monitor.ingest.codec``): one
+turns it into events of the wire contract (``monitor.wire.decode``): one
 event per instance, request ids ``<id>`` for a single instance and
 ``<id>/<i>`` within a batch, so labels can be joined to each row.
 """

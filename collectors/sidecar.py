@@ -4,8 +4,8 @@ Two listeners in one event loop (uvloop's, libuv under asyncio: it halves
 the loop's own cost per request against the standard selector loop): the proxy on ``--listen`` (what the
 Service's targetPort points at) and the collector's own ``/metrics`` and
 ``/healthz`` on ``--metrics-port``, so the model's port never serves them.
-Captures go from the proxy to a bounded :class:`~collectors.delivery.Delivery`
-whose thread ships them with a :class:`~collectors.producer.KafkaSender`.
+Captures go from the proxy to a bounded :class:`~collectors.delivery.queue.Delivery`
+whose thread ships them with a :class:`~collectors.delivery.kafka.KafkaSender`.
 
 SIGTERM and SIGINT stop the listeners, then give the delivery
 ``drain_timeout_s`` to send what is queued (the rest is counted as dropped,
@@ -22,10 +22,10 @@ from dataclasses import dataclass
 import uvloop
 from aiohttp import web
 
-from collectors.delivery import Delivery, DropPolicy
-from collectors.metrics import CollectorMetrics
-from collectors.producer import KafkaSender
-from collectors.proxy import Proxy, ProxySettings
+from collectors.delivery.kafka import KafkaSender
+from collectors.delivery.metrics import CollectorMetrics
+from collectors.delivery.queue import Delivery, DropPolicy
+from collectors.proxy.server import Proxy, ProxySettings
 
 log = logging.getLogger("driftline.collector")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from monitor.ingest.codec import PredictionBatch, decode_predictions
+from monitor.wire.decode import PredictionBatch, decode_predictions
 
 OnDone = Callable[[Exception | None], None]
 

@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from monitor.analysis import DriftSettings, FeatureSpec, Materiality, analyze
-from monitor.profiles import ProfileSettings
-from monitor.tabular import profile_frame
+from monitor.batch.tabular import profile_frame
+from monitor.engine.analysis import DriftSettings, FeatureSpec, Materiality, analyze
+from monitor.engine.profiles import ProfileSettings
 
 EXACT = ProfileSettings(exact_cap=None)
 

@@ -13,10 +13,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.exceptions import StarletteDeprecationWarning
 
-from monitor.api import create_app
 from monitor.config import ConfigError, ConfigIssue
 from monitor.errors import InputError, ProfileError
-from monitor.export import make_registry
+from monitor.service.api import create_app
+from monitor.service.export import make_registry
 from monitor.streaming.status import (
     FeatureResult,
     ModelStatus,
@@ -421,7 +421,7 @@ class BrokenControl(FakeControl):
 
 def test_an_unexpected_error_is_logged_and_answered_with_a_one_line_500(
         caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.ERROR, logger="monitor.api"):
+    with caplog.at_level(logging.ERROR, logger="monitor.service.api"):
         response = client_for(BrokenControl()).get("/models")
     assert response.status_code == 500
     assert detail(response) == "internal error (ValueError); the service log has the details"

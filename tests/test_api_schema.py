@@ -20,8 +20,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from monitor.api import create_app
-from monitor.export import make_registry
+from monitor.service.api import create_app
+from monitor.service.export import make_registry
 from tests.test_api import FakeControl
 
 

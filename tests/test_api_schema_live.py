@@ -16,9 +16,9 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import status_code_conformance
 
-from monitor.api import create_app
-from monitor.export import make_registry
-from monitor.service import Service
+from monitor.service.api import create_app
+from monitor.service.app import Service
+from monitor.service.export import make_registry
 from tests.servers import Broker
 from tests.test_serve_e2e import Setup, _stream
 

@@ -8,14 +8,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("monitor", "collectors", "alerts", "dashboards")
 OWNERS = {
-    "kafka": {"monitor/ingest/kafka.py", "collectors/producer.py"},
-    "fastapi": {"monitor/api.py"},
-    "starlette": {"monitor/api.py"},
-    "uvicorn": {"monitor/cli.py"},
-    "prometheus_client": {"monitor/export.py", "collectors/metrics.py"},
-    "evidently": {"monitor/evidently_report.py"},
-    "aiohttp": {"collectors/sidecar.py", "collectors/webhook.py"},
-    "httptools": {"collectors/proxy.py"},
+    "kafka": {"monitor/service/kafka.py", "collectors/delivery/kafka.py"},
+    "fastapi": {"monitor/service/api.py"},
+    "starlette": {"monitor/service/api.py"},
+    "uvicorn": {"monitor/cli/main.py"},
+    "prometheus_client": {"monitor/service/export.py", "collectors/delivery/metrics.py"},
+    "evidently": {"monitor/batch/evidently_report.py"},
+    "aiohttp": {"collectors/sidecar.py", "collectors/k8s/webhook.py"},
+    "httptools": {"collectors/proxy/server.py"},
     "uvloop": {"collectors/sidecar.py"},
     "kubernetes": set(),
     "torch": set(),
@@ -40,15 +40,15 @@ def test_every_third_party_client_is_imported_by_its_one_owner_module_only():
             for client in _imports(path) & set(OWNERS):
                 importers[client].add(path.relative_to(ROOT).as_posix())
     assert importers == {client: owners & importers[client] for client, owners in OWNERS.items()}
-    assert importers["kafka"] == {"monitor/ingest/kafka.py", "collectors/producer.py"}
-    assert importers["prometheus_client"] == {"monitor/export.py", "collectors/metrics.py"}
+    assert importers["kafka"] == {"monitor/service/kafka.py", "collectors/delivery/kafka.py"}
+    assert importers["prometheus_client"] == {"monitor/service/export.py", "collectors/delivery/metrics.py"}
 
 
 def test_the_sidecar_does_not_load_numpy_or_pandas_which_would_cost_the_pod_20_mib():
     import subprocess
     import sys
 
-    code = ("import sys, collectors.sidecar, collectors.sdk; "
+    code = ("import sys, collectors.sidecar, collectors.sdk.collector; "
             "print(sorted(m for m in ('numpy', 'pandas', 'scipy', 'pyarrow') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                             cwd=ROOT, check=True)

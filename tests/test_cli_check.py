@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from monitor.cli import main
+from monitor.cli.main import main
 from tests.conftest import SAMPLE
 
 
@@ -255,8 +255,8 @@ def test_a_per_feature_category_cap_folds_the_rest_into_other(tables, tmp_path, 
     code, out, err = run(["profile", "-r", str(tables["ref"]), "-o", str(prof), "--config",
                           str(cfg)], capsys)
     assert code == 0, err
-    from monitor import profile_io
-    from monitor.profiles import OTHER, CategoricalProfile
+    from monitor.batch import profile_io
+    from monitor.engine.profiles import OTHER, CategoricalProfile
 
     region = profile_io.load(prof).features["region"]
     assert isinstance(region, CategoricalProfile)

@@ -10,7 +10,7 @@ import pytest
 
 
 def _serve(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "monitor.cli", "serve", *args],
+    return subprocess.run([sys.executable, "-m", "monitor.cli.main", "serve", *args],
                           capture_output=True, text=True, timeout=60)
 
 
@@ -40,7 +40,7 @@ def test_serve_with_a_port_out_of_range_is_a_usage_error() -> None:
 
 
 def _cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "monitor.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "monitor.cli.main", *args], capture_output=True,
                           text=True, timeout=60, input=stdin)
 
 

@@ -13,7 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from monitor.errors import InputError
-from monitor.ingest.codec import (
+from monitor.streaming.status import INVALID_REASONS
+from monitor.wire.decode import (
     DEFAULT_MAX_BYTES,
     JSON,
     MSGPACK,
@@ -25,7 +26,6 @@ from monitor.ingest.codec import (
     encode_predictions,
     encoding,
 )
-from monitor.streaming.status import INVALID_REASONS
 
 EVENTS: list[dict[str, Any]] = [
     {"request_id": "r0", "ts": 1732780800000, "inputs": {"age": 41, "region": "north", "member": True},

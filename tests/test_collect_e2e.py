@@ -17,7 +17,7 @@ import pytest
 from kafka import KafkaConsumer
 from prometheus_client.parser import text_string_to_metric_families
 
-from monitor.ingest.codec import decode_predictions
+from monitor.wire.decode import decode_predictions
 from tests.servers import Broker, Process, free_port, start_broker
 
 pytestmark = pytest.mark.slow
@@ -38,7 +38,7 @@ def model_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def collector(tmp_path: Path, model_url: str, bootstrap: str, topic: str, *extra: str,
               model: str = "m") -> tuple[Process, str, str]:
     port, metrics_port = free_port(), free_port()
-    proc = Process([sys.executable, "-m", "monitor.cli", "collect", "--upstream", model_url, "--model",
+    proc = Process([sys.executable, "-m", "monitor.cli.main", "collect", "--upstream", model_url, "--model",
                     model, "--kafka", bootstrap, "--topic", topic, "--listen", f"127.0.0.1:{port}",
                     "--metrics-port", str(metrics_port), "--model-version", "v3", *extra],
                    tmp_path / "logs", name=f"collect-{port}", cwd=ROOT)

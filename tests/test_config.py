@@ -20,8 +20,8 @@ from monitor.config import (
     parse_duration,
     validate_file,
 )
-from monitor.stats import Score, StatTest, registry
-from monitor.stats import TestKind as Kind
+from monitor.engine.stats import Score, StatTest, registry
+from monitor.engine.stats import TestKind as Kind
 
 FIXTURES = Path(__file__).parent / "fixtures" / "config"
 

@@ -1,6 +1,6 @@
 """The collector's delivery: a bounded queue that never blocks the model, and Kafka behind it.
 
-The first tests drive :class:`~collectors.delivery.Delivery` with fake senders (small real
+The first tests drive :class:`~collectors.delivery.queue.Delivery` with fake senders (small real
 classes, no mocks); the last ones run it against a real Tansu broker of their own, which
 they kill and restart on the same port.
 """
@@ -20,11 +20,11 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
-from collectors.delivery import Delivery, DropPolicy
+from collectors.delivery.kafka import KafkaSender, SenderBufferFull
+from collectors.delivery.metrics import DROP_REASONS, CollectorMetrics, status_class
+from collectors.delivery.queue import Delivery, DropPolicy
 from collectors.events import Capture, Instance
-from collectors.metrics import DROP_REASONS, CollectorMetrics, status_class
-from collectors.producer import KafkaSender, SenderBufferFull
-from monitor.ingest.codec import PredictionBatch, decode_predictions
+from monitor.wire.decode import PredictionBatch, decode_predictions
 from tests.fakes import RecordingSender
 from tests.servers import Broker, free_port, start_broker
 

@@ -13,12 +13,19 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from monitor import evidently_report
-from monitor.analysis import FeatureSpec
+from monitor.batch import evidently_report
+from monitor.batch.evidently_report import apportion, reconstruct, render_html
+from monitor.batch.tabular import profile_frame
+from monitor.engine.analysis import FeatureSpec
+from monitor.engine.profiles import (
+    OTHER,
+    CategoricalProfile,
+    FeatureType,
+    NumericProfile,
+    Profile,
+    ProfileSettings,
+)
 from monitor.errors import InputError
-from monitor.evidently_report import apportion, reconstruct, render_html
-from monitor.profiles import OTHER, CategoricalProfile, FeatureType, NumericProfile, Profile, ProfileSettings
-from monitor.tabular import profile_frame
 
 TYPES: dict[str, FeatureType] = {
     "income": "numerical",  # shifted in the current window

@@ -1,4 +1,4 @@
-"""``collectors.inject``: the collector sidecar attached to real-looking manifests, which still
+"""``collectors.k8s.inject``: the collector sidecar attached to real-looking manifests, which still
 validate against the Kubernetes 1.30 schemas (kubernetes-validate, strict: unknown fields fail)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from collectors.inject import (
+from collectors.k8s.inject import (
     COLLECTOR,
     InjectOptions,
     inject_manifests,
@@ -220,7 +220,7 @@ def test_a_bentoml_deployment_gets_the_collector_and_every_document_still_valida
 
 
 def test_the_collector_env_is_read_by_driftline_collect_as_the_sidecar_settings(monkeypatch):
-    from monitor import cli
+    from monitor.cli import main as cli
 
     options = InjectOptions(sample_rate=0.25, cpu_limit="500m")
     docs = inject_manifests(list(yaml.safe_load_all(BENTO)), options)

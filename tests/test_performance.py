@@ -1,4 +1,4 @@
-"""monitor.performance against scikit-learn as the independent reference."""
+"""monitor.engine.performance against scikit-learn as the independent reference."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from sklearn import metrics as skm
 from sklearn.exceptions import UndefinedMetricWarning
 
-from monitor.performance import (
+from monitor.engine.performance import (
     NO_ROWS,
     SINGLE_CLASS,
     ClassificationMetrics,

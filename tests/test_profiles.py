@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from monitor import profile_io
-from monitor.errors import ProfileError
-from monitor.profiles import (
+from monitor.batch import profile_io
+from monitor.engine import profile_codec
+from monitor.engine.profiles import (
     OTHER,
     CategoricalAccumulator,
     CategoricalProfile,
@@ -22,8 +22,9 @@ from monitor.profiles import (
     Profile,
     ProfileSettings,
 )
-from monitor.stats.ks import ks_test
-from monitor.stats.samples import NumericSample
+from monitor.engine.stats.ks import ks_test
+from monitor.engine.stats.samples import NumericSample
+from monitor.errors import ProfileError
 
 
 def numeric(values: np.ndarray, settings: ProfileSettings) -> NumericProfile:
@@ -137,7 +138,7 @@ def _header_archive(header: object, **arrays: np.ndarray) -> bytes:
 )
 def test_malformed_profiles_raise_one_line_profile_errors(data: bytes, message: str):
     with pytest.raises(ProfileError) as info:
-        profile_io.loads(data, "bad.dlprofile")
+        profile_codec.loads(data, "bad.dlprofile")
     assert message in str(info.value)
     assert "\n" not in str(info.value)
 
@@ -145,7 +146,7 @@ def test_malformed_profiles_raise_one_line_profile_errors(data: bytes, message: 
 def test_a_truncated_profile_file_is_a_profile_error(tmp_path: Path, rng):
     settings = ProfileSettings()
     prof = Profile({"x": numeric(rng.normal(size=100), settings)}, 100, settings)
-    data = profile_io.dumps(prof)
+    data = profile_codec.dumps(prof)
     assert zipfile.is_zipfile(io.BytesIO(data))
     with pytest.raises(ProfileError):
-        profile_io.loads(data[: len(data) // 2], "cut.dlprofile")
+        profile_codec.loads(data[: len(data) // 2], "cut.dlprofile")

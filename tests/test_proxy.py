@@ -17,7 +17,7 @@ import pytest
 from multidict import CIMultiDict
 
 from collectors.events import Capture
-from collectors.proxy import Proxy, ProxySettings
+from collectors.proxy.server import Proxy, ProxySettings
 from tests.servers import Process, free_port
 
 pytestmark = pytest.mark.slow

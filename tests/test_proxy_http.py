@@ -1,4 +1,4 @@
-"""HTTP/1.1 edge cases of the collector's reverse proxy (``collectors/proxy.py``), byte by byte.
+"""HTTP/1.1 edge cases of the collector's reverse proxy (``collectors/proxy/server.py``), byte by byte.
 
 The model is a raw asyncio server written in each test, so the framing of its
 answers is exact (chunked with extensions, delimited by a close, cut short,
@@ -26,7 +26,7 @@ import aiohttp
 import pytest
 import uvloop
 
-from collectors.proxy import Proxy, ProxySettings
+from collectors.proxy.server import Proxy, ProxySettings
 from tests.test_proxy import RecordingMetrics, RecordingQueue
 
 pytestmark = pytest.mark.slow

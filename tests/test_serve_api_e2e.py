@@ -15,7 +15,8 @@ import pytest
 from kafka import KafkaConsumer
 from sklearn.metrics import roc_auc_score
 
-from monitor import profile_io, tabular
+from monitor.batch import tabular
+from monitor.engine import profile_codec
 from tests.conftest import make_frame
 from tests.servers import Broker, Process
 from tests.test_serve_e2e import FEATURES, Setup, metrics, serve, wait_until
@@ -47,7 +48,7 @@ def _produce_scored(setup: Setup, model: str, rng: np.random.Generator, start: i
                     *, shift: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     from kafka import KafkaProducer
 
-    from monitor.ingest.codec import encode_predictions
+    from monitor.wire.decode import encode_predictions
 
     frame = make_frame(rng, n, shift=shift)
     y = (rng.random(n) < 0.4).astype(int)
@@ -100,7 +101,7 @@ def _run(setup: Setup, config: Path, proc: Process, url: str) -> None:
     # a new reference, from data shifted like the next windows: they stop drifting against it
     shifted = make_frame(np.random.default_rng(12), 3000, shift=0.6)[list(FEATURES)]
     profile = tabular.profile_frame(shifted, FEATURES)
-    status, answer = _post(f"{url}/models/churn/reference", profile_io.dumps(profile),
+    status, answer = _post(f"{url}/models/churn/reference", profile_codec.dumps(profile),
                            "application/octet-stream")
     assert status == 200 and answer["owned_here"] is True
     _produce_scored(setup, "churn", rng, 400, 200, shift=0.6)

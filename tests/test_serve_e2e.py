@@ -1,9 +1,9 @@
 """``driftline serve`` end to end against the real broker (Tansu) and a real Prometheus.
 
 Each test writes its own config with topics unique to it, starts the service
-as a subprocess (``python -m monitor.cli serve``) and produces real Kafka
+as a subprocess (``python -m monitor.cli.main serve``) and produces real Kafka
 messages in the wire format.  Expected windows come from an in-process
-:class:`~monitor.streaming.model.ModelMonitor` fed the same events, or from a
+:class:`~monitor.streaming.model_state.ModelMonitor` fed the same events, or from a
 run of the service without a crash.  Every wait is bounded.
 """
 
@@ -26,7 +26,7 @@ from kafka import KafkaProducer
 from kafka.partitioner.default import murmur2
 from prometheus_client.parser import text_string_to_metric_families
 
-from monitor.ingest.codec import encode_predictions
+from monitor.wire.decode import encode_predictions
 from tests.conftest import make_frame
 from tests.servers import Broker, Process, free_port
 
@@ -108,7 +108,7 @@ def events(frame: pd.DataFrame, start: int) -> list[dict[str, Any]]:
 
 def serve(tmp_path: Path, config: Path, name: str) -> tuple[Process, str]:
     port = free_port()
-    proc = Process([sys.executable, "-m", "monitor.cli", "serve", "--config", str(config),
+    proc = Process([sys.executable, "-m", "monitor.cli.main", "serve", "--config", str(config),
                     "--host", "127.0.0.1", "--port", str(port)], tmp_path / "logs", name=name)
     url = f"http://127.0.0.1:{port}"
     proc.wait_http(f"{url}/readyz", timeout=60)
@@ -160,9 +160,9 @@ def expected_windows(model: str, frame: pd.DataFrame, size: int, config: Path
                      ) -> list[tuple[int, int, int, dict[str, Any]]]:
     """The same events fed in process, straight into a ModelMonitor."""
     from monitor.config import load_config
-    from monitor.ingest.codec import decode_predictions
-    from monitor.streaming.model import ModelMonitor
-    from monitor.streaming.setup import model_setup
+    from monitor.streaming.model_state import ModelMonitor
+    from monitor.streaming.setups import model_setup
+    from monitor.wire.decode import decode_predictions
 
     setup = model_setup(load_config(config), model, created_at="")
     monitor = ModelMonitor(setup)

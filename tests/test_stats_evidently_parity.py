@@ -19,14 +19,14 @@ import pandas as pd
 import pytest
 from numpy.typing import NDArray
 
-from monitor.stats.base import Score
-from monitor.stats.hellinger import hellinger_categorical, hellinger_numerical
-from monitor.stats.jensenshannon import jensenshannon_categorical, jensenshannon_numerical
-from monitor.stats.kl import kl_categorical, kl_numerical
-from monitor.stats.psi import psi_categorical, psi_numerical
-from monitor.stats.samples import NumericSample
-from monitor.stats.tvd import tvd_categorical, tvd_numerical
-from monitor.stats.wasserstein import wasserstein_numerical
+from monitor.engine.stats.base import Score
+from monitor.engine.stats.hellinger import hellinger_categorical, hellinger_numerical
+from monitor.engine.stats.jensenshannon import jensenshannon_categorical, jensenshannon_numerical
+from monitor.engine.stats.kl import kl_categorical, kl_numerical
+from monitor.engine.stats.psi import psi_categorical, psi_numerical
+from monitor.engine.stats.samples import NumericSample
+from monitor.engine.stats.tvd import tvd_categorical, tvd_numerical
+from monitor.engine.stats.wasserstein import wasserstein_numerical
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # evidently touches numpy.core on import

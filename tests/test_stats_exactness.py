@@ -16,16 +16,16 @@ import pytest
 from numpy.typing import NDArray
 from scipy import stats
 
-from monitor.stats import ecdf
-from monitor.stats.anderson import anderson_test
-from monitor.stats.chisquare import chisquare_categorical, chisquare_numerical
-from monitor.stats.corrections import adjust, benjamini_hochberg, bonferroni
-from monitor.stats.cramervonmises import cramervonmises_test
-from monitor.stats.energy import energy_distance
-from monitor.stats.ks import ks_test
-from monitor.stats.samples import NumericSample
-from monitor.stats.wasserstein import wasserstein_distance
-from monitor.stats.ztest import two_proportion_z, z_categorical
+from monitor.engine.stats import ecdf
+from monitor.engine.stats.anderson import anderson_test
+from monitor.engine.stats.chisquare import chisquare_categorical, chisquare_numerical
+from monitor.engine.stats.corrections import adjust, benjamini_hochberg, bonferroni
+from monitor.engine.stats.cramervonmises import cramervonmises_test
+from monitor.engine.stats.energy import energy_distance
+from monitor.engine.stats.ks import ks_test
+from monitor.engine.stats.samples import NumericSample
+from monitor.engine.stats.wasserstein import wasserstein_distance
+from monitor.engine.stats.ztest import two_proportion_z, z_categorical
 
 TOL = 1e-9
 Array = NDArray[np.float64]

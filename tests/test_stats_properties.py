@@ -26,9 +26,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.typing import NDArray
 
-from monitor.stats import registry
-from monitor.stats.base import Score, StatTest
-from monitor.stats.samples import NumericSample
+from monitor.engine.stats import registry
+from monitor.engine.stats.base import Score, StatTest
+from monitor.engine.stats.samples import NumericSample
 
 CASES = [
     pytest.param(test, kind, id=f"{test.name}-{kind}")

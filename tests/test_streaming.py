@@ -16,16 +16,16 @@ import pandas as pd
 import pytest
 from sklearn.metrics import accuracy_score, roc_auc_score
 
-from monitor import tabular
-from monitor.analysis import DriftSettings, FeatureSpec, analyze
-from monitor.ingest.codec import encode_labels, encode_predictions
-from monitor.ingest.records import Record
-from monitor.performance_check import PerformancePlan
-from monitor.profiles import ProfileSettings
+from monitor.batch import tabular
+from monitor.engine.analysis import DriftSettings, FeatureSpec, analyze
+from monitor.engine.performance.check import PerformancePlan
+from monitor.engine.profiles import ProfileSettings
+from monitor.engine.windows import WindowSpec
 from monitor.streaming.engine import MODEL_KEY, StreamEngine, Topics
 from monitor.streaming.joiner import LabelJoin
-from monitor.streaming.model import ModelMonitor, ModelSetup
-from monitor.windows import WindowSpec
+from monitor.streaming.model_state import ModelMonitor, ModelSetup
+from monitor.wire.decode import encode_labels, encode_predictions
+from monitor.wire.records import Record
 from tests.conftest import make_frame
 
 FEATURES = (FeatureSpec("income", "numerical"), FeatureSpec("age", "numerical"),
@@ -98,7 +98,7 @@ def test_performance_over_joined_labels_equals_scikit_learn_whichever_side_arriv
     frame = make_frame(rng, 400)
     y = (rng.random(400) < 0.4).astype(int)
     scores = np.clip(y * 0.3 + rng.random(400) * 0.7, 0, 1)
-    from monitor.ingest.codec import decode_labels, decode_predictions
+    from monitor.wire.decode import decode_labels, decode_predictions
 
     labels = [{"request_id": f"r{i}", "ts": 1_700_000_000_000 + i + 5, "target": int(y[i])}
               for i in range(400)]
@@ -130,7 +130,7 @@ def test_a_model_snapshot_restores_into_a_monitor_that_continues_identically(rng
     setup = _setup(rng, size=300)
     frame = pd.concat([make_frame(rng, 700), make_frame(rng, 700, shift=0.3)], ignore_index=True)
     scores = rng.random(1400)
-    from monitor.ingest.codec import decode_predictions
+    from monitor.wire.decode import decode_predictions
 
     batches = [decode_predictions(encode_predictions("m", _events(frame.iloc[lo:lo + 100], lo,
                                                                    scores[lo:lo + 100])))
@@ -234,7 +234,7 @@ def test_invalid_records_are_counted_by_reason_and_set_aside_for_the_dlq(rng):
 def test_fields_that_are_not_features_are_reported_as_a_schema_change(rng):
     setup = _setup(rng, size=100, performance=False)
     monitor = ModelMonitor(setup, clock=_clock)
-    from monitor.ingest.codec import decode_predictions
+    from monitor.wire.decode import decode_predictions
 
     events = _events(make_frame(rng, 100), 0)
     for e in events:
@@ -300,7 +300,7 @@ def test_a_quiet_stream_closes_its_time_window_on_the_clock_and_late_events_are_
 
 
 def test_predictions_and_targets_that_do_not_fit_the_task_are_dropped_not_fatal(rng):
-    from monitor.ingest.codec import decode_labels, decode_predictions
+    from monitor.wire.decode import decode_labels, decode_predictions
 
     setup = _setup(rng, size=4)
     monitor = ModelMonitor(setup, clock=_clock)

@@ -14,10 +14,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from monitor import columns, tabular
+from monitor.batch import arrow as columns
+from monitor.batch import tabular
+from monitor.batch.tabular import FrameTable, ParquetTable, Table
+from monitor.engine.profiles import CategoricalProfile, NumericProfile, ProfileSettings
 from monitor.errors import InputError
-from monitor.profiles import CategoricalProfile, NumericProfile, ProfileSettings
-from monitor.tabular import FrameTable, ParquetTable, Table
 
 ROWS = 600
 
@@ -251,8 +252,8 @@ def test_a_mixed_object_column_is_text():
 def test_reading_parquet_and_checking_it_does_not_import_pandas(tables):
     code = (
         "import sys, io, contextlib\n"
-        "from monitor.cli import main\n"
-        "import monitor.tabular as t\n"
+        "from monitor.cli.main import main\n"
+        "import monitor.batch.tabular as t\n"
         "assert 'pandas' not in sys.modules, 'importing the CLI imported pandas'\n"
         "table = t.open_table(sys.argv[1])\n"
         "[t.infer_type(table.column(c)) for c in table.columns]\n"

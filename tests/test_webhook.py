@@ -1,4 +1,4 @@
-"""``collectors.webhook``: AdmissionReviews as the API server sends them, answered with a JSONPatch that
+"""``collectors.k8s.webhook``: AdmissionReviews as the API server sends them, answered with a JSONPatch that
 an independent implementation (the ``jsonpatch`` package) applies to the same pod ``driftline inject``
 produces; the webhook over real TLS; and the ``k8s/webhook`` manifests, rendered by kustomize and
 validated against the Kubernetes schemas."""
@@ -27,8 +27,8 @@ from aiohttp.test_utils import TestServer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from collectors.inject import COLLECTOR, InjectOptions, inject_pod_spec, inject_pod_template
-from collectors.webhook import json_patch, review_response, run_webhook, serve_webhook, webhook_app
+from collectors.k8s.inject import COLLECTOR, InjectOptions, inject_pod_spec, inject_pod_template
+from collectors.k8s.webhook import json_patch, review_response, run_webhook, serve_webhook, webhook_app
 from monitor.errors import InputError, UsageError
 from tests.servers import free_port
 
@@ -287,7 +287,7 @@ def test_an_unexpected_failure_allows_the_pod_unchanged(monkeypatch):
     def boom(*_: Any) -> None:
         raise RuntimeError("bug")
 
-    monkeypatch.setattr("collectors.webhook.inject_pod_template", boom)
+    monkeypatch.setattr("collectors.k8s.webhook.inject_pod_template", boom)
     sent = review()
     status, _, text = post(sent)
     assert status == 200

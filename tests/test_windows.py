@@ -8,9 +8,8 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
-from monitor import tabular
-from monitor.errors import ProfileError
-from monitor.profiles import (
+from monitor.batch import tabular
+from monitor.engine.profiles import (
     CategoricalAccumulator,
     CategoricalProfile,
     FeatureType,
@@ -18,7 +17,7 @@ from monitor.profiles import (
     NumericProfile,
     ProfileSettings,
 )
-from monitor.windows import (
+from monitor.engine.windows import (
     MAX_UNKNOWN_FIELDS,
     OTHER_FIELDS,
     ClosedWindow,
@@ -26,6 +25,7 @@ from monitor.windows import (
     WindowSpec,
     WindowSpecError,
 )
+from monitor.errors import ProfileError
 
 FEATURES: dict[str, FeatureType] = {"x": "numerical", "color": "categorical", "flag": "boolean"}
 EXACT = ProfileSettings(exact_cap=None)
@@ -291,7 +291,7 @@ def test_booleans_map_to_true_and_false_and_anything_else_is_invalid():
 
 
 def test_boolean_words_are_the_ones_reference_profiles_accept():
-    from monitor import windows
+    from monitor.engine import windows
 
     assert windows.TRUE_WORDS == tabular.TRUE_WORDS
     assert windows.FALSE_WORDS == tabular.FALSE_WORDS

@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from monitor import stats
 from monitor.config.durations import _is_number
 from monitor.config.fields import (
     _NON_NEGATIVE_METRICS,
@@ -26,7 +25,8 @@ from monitor.config.fields import (
     TestName,
 )
 from monitor.config.strict import Loc, _Strict
-from monitor.stats import TestKind
+from monitor.engine import stats
+from monitor.engine.stats import TestKind
 
 
 def _test_checks(raw: Mapping[str, Any]) -> Iterator[tuple[Loc, str]]:

@@ -3,7 +3,7 @@
 Annotated scalars (durations, probabilities, positive counts), the closed
 choices (feature types, tasks, corrections, severities) with "did you mean"
 hints, names checked against the Prometheus/Kubernetes/Kafka rules, test
-names checked against the :mod:`monitor.stats` registry, and
+names checked against the :mod:`monitor.engine.stats` registry, and
 :class:`ResolvedPath`, a path resolved against the config file's directory.
 """
 
@@ -25,10 +25,10 @@ from pydantic import (
     model_validator,
 )
 
-from monitor import stats
 from monitor.config.durations import _coerce_duration, _coerce_slide
 from monitor.config.errors import _describe, _did_you_mean, _raise
 from monitor.config.strict import _Strict
+from monitor.engine import stats
 
 
 def _choice(choices: tuple[str, ...], what: str) -> BeforeValidator:

@@ -29,12 +29,12 @@ from dataclasses import dataclass, field
 
 import msgspec
 
+from monitor.engine.profiles import Profile
 from monitor.errors import ProfileError
-from monitor.ingest.codec import DecodeError, decode_labels, decode_predictions, encoding
-from monitor.ingest.records import Record
-from monitor.profiles import Profile
-from monitor.streaming.model import ModelMonitor, ModelSetup
+from monitor.streaming.model_state import ModelMonitor, ModelSetup
 from monitor.streaming.status import Histogram, ServiceStatus, WindowReport
+from monitor.wire.decode import DecodeError, decode_labels, decode_predictions, encoding
+from monitor.wire.records import Record
 
 log = logging.getLogger("driftline.engine")
 

@@ -9,7 +9,7 @@ evicted.
 
 :class:`PerformanceWindow` collects the joined pairs into tumbling windows
 (``size`` pairs, or ``duration`` of label time) and evaluates each with
-:func:`monitor.performance_check.evaluate` when it closes.
+:func:`monitor.engine.performance.check.evaluate` when it closes.
 
 Both are pure (no I/O, no clock) and snapshot to plain dicts.
 """
@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from monitor.performance_check import PerformancePlan, PerformanceResult, evaluate
+from monitor.engine.performance.check import PerformancePlan, PerformanceResult, evaluate
 
 Scalar = str | int | float | bool | None
 

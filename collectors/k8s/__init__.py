@@ -1,0 +1,1 @@
+"""Attaching the collector on Kubernetes: ``driftline inject`` and the mutating admission webhook."""

@@ -1,0 +1,2 @@
+"""Batch checks at the file edge: CSV/Parquet/profile reading, ``driftline check``,
+rendering and the Evidently report."""

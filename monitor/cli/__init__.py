@@ -1,0 +1,1 @@
+"""``driftline``: the console script, one module per command group."""
