@@ -7,13 +7,20 @@
     ├── PermanentError          retrying will not help: fix the input
     │   ├── InputError          a data file is missing, unreadable, empty or wrong
     │   ├── ProfileError        a saved profile is malformed or of another version
-    │   └── UsageError          flags or arguments that do not fit together
+    │   ├── UsageError          flags or arguments that do not fit together
+    │   └── UnknownModel        no model of that name in the config (HTTP 404)
+    ├── NotOwnedHere            another monitor replica consumes the model (HTTP 404, owner named)
     └── TemporaryError          may succeed later (broker down, timeouts); has delay_s
+        └── NotReady            this process is still starting (HTTP 503 with Retry-After)
 
-ConfigError (monitor.config) is a PermanentError that carries every issue.
+ConfigError (monitor.config) is a PermanentError that carries every issue.  Each
+edge maps the tree once: the HTTP API in exception handlers, the CLI in ``main``.
 """
 
 from __future__ import annotations
+
+import difflib
+from collections.abc import Sequence
 
 
 class DriftlineError(Exception):
@@ -42,3 +49,43 @@ class ProfileError(PermanentError):
 
 class UsageError(PermanentError):
     """Command-line arguments that do not fit together."""
+
+
+class UnknownModel(PermanentError):
+    """No model of this name is configured; the message names the configured ones."""
+
+    def __init__(self, model: str, known: Sequence[str] = ()) -> None:
+        listed = ", ".join(repr(name) for name in known) or "none"
+        message = f"unknown model {_short(model)}; configured models: {listed}"
+        close = difflib.get_close_matches(model, list(known), n=1)
+        super().__init__(message + (f"; did you mean {close[0]!r}?" if close else ""))
+        self.model = model
+        self.known = tuple(known)
+
+
+class NotOwnedHere(DriftlineError):
+    """The model is configured, but another replica of the consumer group owns its partition."""
+
+    def __init__(self, model: str, owner: str) -> None:
+        super().__init__(f"model {_short(model)} is owned by another monitor replica ({owner}); ask "
+                         "that replica, or read the model's Prometheus metrics")
+        self.model = model
+        self.owner = owner
+
+
+class NotReady(TemporaryError):
+    """This process cannot answer yet (e.g. not connected to Kafka); retry after ``delay_s``."""
+
+
+def one_line(exc: BaseException) -> str:
+    """The error's message on one line: every issue of a ConfigError joined, whitespace
+    (newlines included) collapsed, the class name when there is no message."""
+    issues = getattr(exc, "issues", None)
+    if issues:
+        return "; ".join(" ".join(str(issue).split()) for issue in issues)
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _short(value: str, limit: int = 80) -> str:
+    """A caller-given name for a message: quoted, escaped, shortened."""
+    return repr(value if len(value) <= limit else value[:limit] + "...")

@@ -1,5 +1,13 @@
-"""Process-wide tuning applied by driftline's entry points (CLI, service).
+"""Process plumbing shared by every driftline process (CLI, service, sidecar).
 
+* :func:`tune_allocator`: keep large freed blocks for reuse (the service);
+* :func:`quiet_logger`: silence a chatty third-party logger for a block;
+* :func:`exposition`: a Prometheus scrape body for a registry and an Accept header.
+
+The collector may import this module (and ``monitor.wire``, ``monitor.errors``):
+it loads nothing heavier than the standard library until a function is called.
+
+On the allocator:
 glibc returns freed blocks above 128 KiB straight to the kernel, so every
 large numpy temporary costs fresh page faults; on the 100k-row arrays the
 drift engine works on that doubles the cost of a sort.  Raising the mmap and
@@ -9,9 +17,13 @@ benchmarks/README.md.  A no-op where glibc is not the allocator.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
+import logging
 import os
+from collections.abc import Iterator
+from typing import Any
 
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
@@ -34,3 +46,42 @@ def tune_allocator(mmap_threshold: int = 256 << 20, trim_threshold: int = 512 <<
         return False
     _done = ok
     return ok
+
+
+@contextlib.contextmanager
+def quiet_logger(*names: str) -> Iterator[None]:
+    """Raise the named loggers to CRITICAL for the block, then restore their levels.
+
+    kafka-python logs expected events (a refused connection during an outage, a socket
+    its own reader finds just closed) at ERROR with tracebacks; callers that already
+    report those conditions in one line use this around the calls that log them.
+    """
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
+def exposition(registry: Any, accept: str | None = None) -> tuple[bytes, str]:
+    """Render a prometheus_client ``registry`` for a scrape: the body and its content type.
+
+    ``accept`` is the request's Accept header: OpenMetrics when the scraper asks for
+    ``application/openmetrics-text``, else the Prometheus text format (also when the
+    header is malformed, rather than failing the scrape).
+    """
+    from prometheus_client.exposition import (
+        CONTENT_TYPE_PLAIN_0_0_4,
+        choose_encoder,
+        generate_latest,
+    )
+
+    try:
+        encoder, content_type = choose_encoder(accept or "")
+    except (TypeError, ValueError):  # e.g. "version=abc": prometheus_client compares str with int
+        return generate_latest(registry), CONTENT_TYPE_PLAIN_0_0_4
+    return encoder(registry), content_type

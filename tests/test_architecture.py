@@ -12,7 +12,7 @@ OWNERS = {
     "fastapi": {"monitor/service/api.py"},
     "starlette": {"monitor/service/api.py"},
     "uvicorn": {"monitor/cli/main.py"},
-    "prometheus_client": {"monitor/service/export.py", "collectors/delivery/metrics.py"},
+    "prometheus_client": {"monitor/service/export.py", "collectors/delivery/metrics.py", "monitor/runtime.py"},
     "evidently": {"monitor/batch/evidently_report.py"},
     "aiohttp": {"collectors/sidecar.py", "collectors/k8s/webhook.py"},
     "httptools": {"collectors/proxy/server.py"},
@@ -41,7 +41,8 @@ def test_every_third_party_client_is_imported_by_its_one_owner_module_only():
                 importers[client].add(path.relative_to(ROOT).as_posix())
     assert importers == {client: owners & importers[client] for client, owners in OWNERS.items()}
     assert importers["kafka"] == {"monitor/service/kafka.py", "collectors/delivery/kafka.py"}
-    assert importers["prometheus_client"] == {"monitor/service/export.py", "collectors/delivery/metrics.py"}
+    assert importers["prometheus_client"] == {"monitor/service/export.py", "collectors/delivery/metrics.py",
+                                              "monitor/runtime.py"}
 
 
 def test_the_sidecar_does_not_load_numpy_or_pandas_which_would_cost_the_pod_20_mib():

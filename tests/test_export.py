@@ -18,7 +18,8 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from monitor.service.export import StatusCollector, exposition, make_registry
+from monitor.runtime import exposition
+from monitor.service.export import StatusCollector, make_registry
 from monitor.streaming.status import (
     INVALID_REASONS,
     FeatureResult,

@@ -64,13 +64,15 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, Literal
 
 from kafka import KafkaProducer
 from kafka.errors import KafkaError, KafkaTimeoutError
 from kafka.net.compat import KafkaNetClient
 from kafka.net.inet import KafkaNetSocket
+
+from monitor.runtime import quiet_logger
 
 log = logging.getLogger("driftline.collector.producer")
 
@@ -113,18 +115,6 @@ class _ClosingSocket(KafkaNetSocket):  # type: ignore[misc]
         except BaseException:  # refused, timed out, or the connecting task was cancelled
             sock.close()
             raise
-
-
-@contextlib.contextmanager
-def _quiet(logger: str) -> Iterator[None]:
-    """kafka-python logs every refused connection at ERROR; an outage is expected here."""
-    target = logging.getLogger(logger)
-    level = target.level
-    target.setLevel(logging.CRITICAL)
-    try:
-        yield
-    finally:
-        target.setLevel(level)
 
 
 def _new_producer(**configs: Any) -> Any:
@@ -244,7 +234,8 @@ class KafkaSender:
             if now < self._next_connect:
                 raise SenderUnavailable(f"Kafka at {self.bootstrap} is not reachable: {self._last_error}")
             try:
-                with _quiet("kafka.net.manager"), _quiet("kafka.net.connection"):
+                # kafka-python logs every refused connection at ERROR; an outage is expected here
+                with quiet_logger("kafka.net.manager", "kafka.net.connection"):
                     producer = _new_producer(**self._configs)
             except (KafkaError, OSError) as exc:
                 self._last_error = exc
@@ -346,7 +337,7 @@ def _close_producer(producer: Any, timeout_s: float) -> None:
     and only then close, which then finds nothing to flush.
     """
     sender = getattr(producer, "_sender", None)
-    with _quiet("kafka.net.manager"), _quiet("kafka.net.connection"), _quiet("kafka.net.transport"):
+    with quiet_logger("kafka.net.manager", "kafka.net.connection", "kafka.net.transport"):
         if sender is not None and hasattr(sender, "force_close"):
             sender.force_close()
             sender.join(max(1.0, timeout_s))

@@ -37,7 +37,8 @@ from collections.abc import Iterable
 from typing import Any, Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, choose_encoder, generate_latest
+
+from monitor.runtime import exposition
 
 DROP_REASONS: Final = ("queue_full", "oversize", "sampled_out", "skipped", "unparseable", "overload",
                        "shutdown")
@@ -138,8 +139,4 @@ class CollectorMetrics:
         ``application/openmetrics-text``, else the Prometheus text format (also when the
         header is malformed, rather than failing the scrape).
         """
-        try:
-            encoder, content_type = choose_encoder(accept or "")
-        except (TypeError, ValueError):  # e.g. "version=abc": prometheus_client compares str with int
-            return generate_latest(self.registry), CONTENT_TYPE_PLAIN_0_0_4
-        return encoder(self.registry), content_type
+        return exposition(self.registry, accept)

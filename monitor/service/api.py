@@ -35,7 +35,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from monitor import __version__
 from monitor.config import ConfigError
 from monitor.errors import DriftlineError, InputError, ProfileError
-from monitor.service.export import CollectorRegistry, exposition
+from monitor.runtime import exposition
+from monitor.service.export import CollectorRegistry
 from monitor.streaming.status import ModelStatus, ServiceControl, ServiceStatus
 
 __all__ = ["create_app"]

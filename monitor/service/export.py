@@ -33,12 +33,11 @@ from prometheus_client.core import (
     HistogramMetricFamily,
     Metric,
 )
-from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, choose_encoder, generate_latest
 
 from monitor.streaming.status import INVALID_REASONS, ServiceStatus
 
 # CollectorRegistry is re-exported so that callers (the API) need not import prometheus_client.
-__all__ = ["CollectorRegistry", "StatusCollector", "exposition", "make_registry"]
+__all__ = ["CollectorRegistry", "StatusCollector", "make_registry"]
 
 PREFIX = "driftline_"
 
@@ -243,18 +242,3 @@ def make_registry(status: Callable[[], ServiceStatus]) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(StatusCollector(status))
     return registry
-
-
-def exposition(registry: CollectorRegistry, accept: str | None) -> tuple[bytes, str]:
-    """Render ``registry`` for a scrape; returns the body and its content type.
-
-    ``accept`` is the request's Accept header: OpenMetrics when the scraper asks
-    for ``application/openmetrics-text``, else the Prometheus text format.  A
-    malformed version in the header falls back to the classic text format
-    rather than failing the scrape.
-    """
-    try:
-        encoder, content_type = choose_encoder(accept or "")
-    except (TypeError, ValueError):  # e.g. "version=abc": prometheus_client compares str with int
-        return generate_latest(registry), CONTENT_TYPE_PLAIN_0_0_4
-    return encoder(registry), content_type

@@ -17,10 +17,9 @@ line that names the bootstrap servers.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from kafka import (
     ConsumerRebalanceListener,
@@ -34,6 +33,7 @@ from kafka.coordinator.assignors.range import RangePartitionAssignor
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from monitor.errors import TemporaryError
+from monitor.runtime import quiet_logger
 from monitor.wire.records import Record
 
 log = logging.getLogger("driftline.kafka")
@@ -48,18 +48,6 @@ Callback = Callable[[list[TP]], None]
 # a group join takes ~3 s with these instead of ~23 s at the client's defaults
 GROUP_TIMEOUTS = {"session_timeout_ms": 10_000, "heartbeat_interval_ms": 1_000,
                   "max_poll_interval_ms": 300_000}
-
-
-@contextlib.contextmanager
-def _quiet_close() -> Iterator[None]:
-    """kafka-python logs a traceback when its reader finds a socket it just closed."""
-    transport = logging.getLogger("kafka.net.transport")
-    level = transport.level
-    transport.setLevel(logging.CRITICAL)
-    try:
-        yield
-    finally:
-        transport.setLevel(level)
 
 
 def _unreachable(bootstrap: str, exc: Exception) -> TemporaryError:
@@ -146,7 +134,7 @@ class GroupConsumer:
         return out
 
     def close(self) -> None:
-        with _quiet_close():
+        with quiet_logger("kafka.net.transport"):  # it logs a traceback for a socket it just closed
             self._consumer.close(autocommit=False)
 
 
@@ -171,7 +159,7 @@ class Producer:
             raise TemporaryError(f"Kafka did not take the writes in {timeout_s:g} s: {exc}") from None
 
     def close(self) -> None:
-        with _quiet_close():
+        with quiet_logger("kafka.net.transport"):  # it logs a traceback for a socket it just closed
             self._producer.close(timeout=5)
 
 
