@@ -78,11 +78,11 @@ class NotReady(TemporaryError):
 
 
 def one_line(exc: BaseException) -> str:
-    """The error's message on one line: every issue of a ConfigError joined, whitespace
-    (newlines included) collapsed, the class name when there is no message."""
+    """The error's message on one line: every issue of a ConfigError joined by "; ", else
+    the message with whitespace (newlines included) collapsed, or the class name."""
     issues = getattr(exc, "issues", None)
     if issues:
-        return "; ".join(" ".join(str(issue).split()) for issue in issues)
+        return "; ".join(str(issue) for issue in issues)
     return " ".join(str(exc).split()) or type(exc).__name__
 
 

@@ -1,0 +1,28 @@
+"""What every command shares: exit codes, the one-line failure, small parsers."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import typer
+
+EXIT_OK, EXIT_DRIFT, EXIT_ERROR = 0, 1, 2
+
+
+def now() -> str:
+    """The current time for reports (``evaluated_at``, ``created_at``)."""
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def fail(message: str) -> typer.Exit:
+    """Print ``driftline: error: <message>`` on stderr; raise the returned Exit (code 2)."""
+    typer.echo(f"driftline: error: {message}", err=True)
+    return typer.Exit(EXIT_ERROR)
+
+
+def host_port(text: str, what: str) -> tuple[str, int]:
+    """``HOST:PORT`` (an empty host is 0.0.0.0), or a one-line failure naming ``what``."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise fail(f"{what} must be HOST:PORT, e.g. 0.0.0.0:8081; got {text!r}")
+    return host or "0.0.0.0", int(port)

@@ -1,0 +1,102 @@
+"""``driftline inject`` and ``driftline webhook``: attaching the collector on Kubernetes."""
+
+from __future__ import annotations
+
+import inspect
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from monitor.cli.common import fail, host_port
+
+if TYPE_CHECKING:  # the collector package loads only when a command runs
+    from collectors.k8s.inject import InjectOptions
+
+DEFAULT_IMAGE = "ghcr.io/example/driftline:latest"
+DEFAULT_KAFKA = "kafka.kafka.svc:9092"
+DEFAULT_COLLECTOR_PORT = 8081
+DEFAULT_METRICS_PORT = 9091
+
+# The options that say how the collector is attached: declared once, shared by both
+# commands (their defaults are InjectOptions' own).
+_COLLECTOR_OPTIONS: dict[str, tuple[Any, Any]] = {
+    "image": (Annotated[str, typer.Option("--image", help="collector image")], DEFAULT_IMAGE),
+    "kafka": (Annotated[str, typer.Option("--kafka", help="Kafka bootstrap servers for the collector")],
+              DEFAULT_KAFKA),
+    "model": (Annotated[str | None, typer.Option(
+        "--model", help="model name (default: the pod's app.kubernetes.io/name label)")], None),
+    "model_port": (Annotated[int | None, typer.Option(
+        "--model-port", help="the model's port (default: the first containerPort)", min=1, max=65535)],
+        None),
+    "collector_port": (Annotated[int, typer.Option("--collector-port", help="the collector's proxy port",
+                                                   min=1, max=65535)], DEFAULT_COLLECTOR_PORT),
+    "metrics_port": (Annotated[int, typer.Option("--metrics-port", help="the collector's /metrics port",
+                                                 min=1, max=65535)], DEFAULT_METRICS_PORT),
+    "sample_rate": (Annotated[float | None, typer.Option("--sample-rate", help="share of requests captured",
+                                                         min=0.0, max=1.0)], None),
+    "native_sidecar": (Annotated[bool, typer.Option(
+        "--native-sidecar", help="an initContainer with restartPolicy: Always (Kubernetes >= 1.29)")],
+        False),
+}
+Command = Callable[..., None]
+
+
+def with_collector_options(command: Command) -> Command:
+    """``command(..., options: InjectOptions)`` as a CLI command that takes the collector
+    options as flags (after its own) and receives them as one :class:`InjectOptions`."""
+    # the command's own flags, their annotations evaluated here (`options` stays a name only
+    # for type checkers: the collector package loads when the command runs)
+    own = [p.replace(annotation=eval(p.annotation, command.__globals__))  # noqa: S307
+           if isinstance(p.annotation, str) else p
+           for name, p in inspect.signature(command).parameters.items() if name != "options"]
+    shared = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=kind, default=default)
+              for name, (kind, default) in _COLLECTOR_OPTIONS.items()]
+
+    def run(**values: Any) -> None:
+        from collectors.k8s.inject import InjectOptions
+
+        options = InjectOptions(**{name: values.pop(name) for name in _COLLECTOR_OPTIONS})
+        command(options=options, **values)
+
+    run.__name__, run.__doc__ = command.__name__, command.__doc__
+    run.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own] + shared)
+    run.__annotations__ = {p.name: p.annotation for p in own + shared}
+    return run
+
+
+def inject(
+    options: InjectOptions,
+    file: Annotated[str, typer.Option("-f", "--filename", help="Deployment/Pod/... YAML, or - for stdin")],
+) -> None:
+    """Print the manifests with the collector sidecar attached; Services that point at the
+    model's port are rewired through the collector."""
+    from collectors.k8s.inject import inject_yaml
+
+    try:
+        text = sys.stdin.read() if file == "-" else Path(file).read_text()
+    except OSError as exc:
+        raise fail(f"{file}: cannot read: {exc.strerror or exc}") from None
+    typer.echo(inject_yaml(text, options), nl=False)
+
+
+def webhook(
+    options: InjectOptions,
+    tls_cert: Annotated[str, typer.Option("--tls-cert", help="PEM certificate")],
+    tls_key: Annotated[str, typer.Option("--tls-key", help="PEM private key")],
+    listen: Annotated[str, typer.Option("--listen", help="HOST:PORT")] = "0.0.0.0:8443",
+    log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
+) -> None:
+    """Mutating admission webhook (TLS) that attaches the collector to pods annotated
+    driftline.io/inject: "true" (manifests in k8s/webhook)."""
+    import logging
+
+    from collectors.k8s.webhook import run_webhook
+
+    logging.basicConfig(level=log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    host_port(listen, "--listen")
+    run_webhook(listen, tls_cert, tls_key, options)
