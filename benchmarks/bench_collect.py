@@ -56,13 +56,11 @@ import random
 import re
 import resource
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +68,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks._metrics import scrape  # noqa: E402  (after the path is set)
+from benchmarks._report import lines, say, summary_table, terminated_cleanly  # noqa: E402
 
 MODEL = "bench"
 RATE = 500
@@ -81,13 +80,6 @@ TARGET_RSS_BYTES = 100_000_000  # 100 MB
 TARGET_RSS_FLAT_BYTES = 5 * 2**20  # growth once the bounded queue is full
 MIB = 2**20
 
-_lines: list[str] = []
-
-
-def say(text: str = "") -> None:
-    """Print and keep the line for the results file."""
-    print(text, flush=True)
-    _lines.append(text)
 
 
 # ---- the workload
@@ -851,24 +843,8 @@ def summary(results: dict[str, Any]) -> list[dict[str, str]]:
                      f"{o['dropped_queue_full']:.0f} dropped queue_full, {o['failed']:.0f} failed",
                      f"after: {r['after']['sent']:.0f} sent", "", "-"))
     head = ("measure", "target", "result", "baseline, same run", "ratio", "met")
-    widths = [max(len(x[i]) for x in [head, *rows]) for i in range(len(head))]
-    say("== summary ==")
-    for row in [head, *rows]:
-        say("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    summary_table(head, rows)
     return [dict(zip(head, row, strict=True)) for row in rows]
-
-
-@contextlib.contextmanager
-def terminated_cleanly() -> Iterator[None]:
-    """SIGTERM unwinds like Ctrl-C, so every context manager stops what it started."""
-    def handler(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    old = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
 
 
 def main() -> None:
@@ -979,7 +955,7 @@ def main() -> None:
                 tag += f"-outage{args.outage_s:g}"
             if args.compute_ms > 0:
                 tag += f"-compute{args.compute_ms:g}ms"
-            (out / f"collect-{tag}.txt").write_text("\n".join(_lines) + "\n")
+            (out / f"collect-{tag}.txt").write_text("\n".join(lines) + "\n")
             (out / f"collect-{tag}.json").write_text(json.dumps(results, indent=2, default=str))
 
 

@@ -35,7 +35,6 @@ import contextlib
 import json
 import math
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -43,7 +42,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +50,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks._metrics import scrape  # noqa: E402  (after the path is set)
+from benchmarks._report import lines, say, summary_table, terminated_cleanly  # noqa: E402
 
 N_NUM, N_CAT = 16, 4
 NUM = [f"num{i:02d}" for i in range(N_NUM)]
@@ -67,13 +67,6 @@ TARGET_SERVE_SHARE = 0.5
 TARGET_RSS_GROWTH = 0.10
 TARGET_LATENCY_S = 1.0
 
-_lines: list[str] = []
-
-
-def say(text: str = "") -> None:
-    """Print and keep the line for the results file."""
-    print(text, flush=True)
-    _lines.append(text)
 
 
 # ---- the workload (shared by parent and children; numpy imported lazily so a child pins first)
@@ -695,23 +688,7 @@ def summary(results: dict[str, Any]) -> None:
                      f"{r['max_s'] / TARGET_LATENCY_S:.2f}x target (max)",
                      yes(r["max_s"] <= TARGET_LATENCY_S)))
     head = ("measure", "target", "result", "baseline", "ratio", "met")
-    widths = [max(len(x[i]) for x in [head, *rows]) for i in range(len(head))]
-    say("== summary ==")
-    for row in [head, *rows]:
-        say("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
-
-
-@contextlib.contextmanager
-def terminated_cleanly() -> Iterator[None]:
-    """SIGTERM unwinds like Ctrl-C, so every context manager stops what it started."""
-    def handler(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    old = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
+    summary_table(head, rows)
 
 
 def main() -> None:
@@ -800,7 +777,7 @@ def main() -> None:
                                                else "-p" + "".join(map(str, sorted(phases))))
             if args.reference_rows != parser.get_default("reference_rows"):
                 tag += f"-ref{args.reference_rows}"
-            (out / f"serve-{tag}.txt").write_text("\n".join(_lines) + "\n")
+            (out / f"serve-{tag}.txt").write_text("\n".join(lines) + "\n")
             (out / f"serve-{tag}.json").write_text(json.dumps(results, indent=2, default=str))
 
 

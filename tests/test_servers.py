@@ -23,6 +23,8 @@ from kafka.errors import TopicAlreadyExistsError
 
 from tests.servers import Broker, Process, Prometheus, ServerError, free_port, start_broker
 
+pytestmark = pytest.mark.slow  # starts real Tansu and Prometheus
+
 # Fast group membership on Tansu: a join takes ~3 s with these, ~23 s with the defaults.
 GROUP_TIMINGS: dict[str, Any] = {"session_timeout_ms": 6000, "max_poll_interval_ms": 6000,
                                  "heartbeat_interval_ms": 1000}
