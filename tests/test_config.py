@@ -22,6 +22,7 @@ from monitor.config import (
 )
 from monitor.engine.stats import Score, StatTest, registry
 from monitor.engine.stats import TestKind as Kind
+from monitor.errors import UnknownModel
 
 FIXTURES = Path(__file__).parent / "fixtures" / "config"
 
@@ -203,13 +204,16 @@ def test_dumped_config_validates_back_to_the_same_config() -> None:
     assert again.source is None  # only load_config knows the file
 
 
-def test_model_lookup_of_an_unknown_name_raises_key_error_naming_the_models() -> None:
+def test_model_lookup_of_an_unknown_name_raises_unknown_model_naming_the_models() -> None:
     config = load_config(fixture("valid"))
 
-    with pytest.raises(KeyError, match="credit-default, house-prices.*did you mean"):
+    with pytest.raises(UnknownModel, match="'credit-default', 'house-prices'; did you mean "
+                                           "'credit-default'"):
         config.model("credit-defualt")
-    with pytest.raises(KeyError, match="no model named 'nope'"):
+    with pytest.raises(UnknownModel, match="unknown model 'nope'") as raised:
         config.effective("nope")
+    assert raised.value.known == ("credit-default", "house-prices")
+    assert not isinstance(raised.value, KeyError)  # an API that maps KeyError to 404 hides bugs
 
 
 def test_stat_tests_registered_later_are_accepted_without_code_changes(

@@ -15,7 +15,6 @@ from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, Field, PrivateAttr
 
-from monitor.config.errors import _did_you_mean
 from monitor.config.features import FeatureSpec, PerformanceSpec, PredictionSpec, TargetSpec
 from monitor.config.fields import (
     CLASSIFICATION_METRICS,
@@ -32,6 +31,7 @@ from monitor.config.fields import (
 from monitor.config.integrations import ActionsConfig, AlertsConfig, KafkaConfig, ServiceConfig
 from monitor.config.settings import DatasetDriftRule, Materiality, ProfileSettings, WindowSpec
 from monitor.config.strict import Loc, _get, _Strict
+from monitor.errors import UnknownModel
 
 
 class DefaultsConfig(_Strict):
@@ -178,13 +178,12 @@ class Config(_Strict):
         return [model.name for model in self.models]
 
     def model(self, name: str) -> ModelConfig:
-        """The model called ``name``; ``KeyError`` naming the known models otherwise."""
+        """The model called ``name``; :class:`~monitor.errors.UnknownModel` (naming the
+        configured models, with a "did you mean") otherwise."""
         for model in self.models:
             if model.name == name:
                 return model
-        message = f"no model named {name!r} in the config; models: {', '.join(self.model_names())}"
-        close = _did_you_mean(name, self.model_names())
-        raise KeyError(message + (f"; did you mean {close!r}?" if close else ""))
+        raise UnknownModel(name, self.model_names())
 
     def effective(self, model_name: str) -> EffectiveModelSettings:
         """``defaults`` with the model's overrides applied."""
