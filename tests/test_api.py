@@ -6,6 +6,7 @@ import json
 import logging
 import warnings
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -14,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from starlette.exceptions import StarletteDeprecationWarning
 
 from monitor.config import ConfigError, ConfigIssue
-from monitor.errors import InputError, ProfileError
+from monitor.errors import InputError, NotOwnedHere, NotReady, ProfileError, UnknownModel
 from monitor.service.api import create_app
 from monitor.service.export import make_registry
 from monitor.streaming.status import (
@@ -83,13 +84,23 @@ class FakeControl:
         self.reference_unreadable = False
         self.evidently_installed = True
         self.window_empty = False
+        self.connected = True
+
+    def _known(self, model: str) -> None:
+        if model not in self.current.configured_models:
+            raise UnknownModel(model, self.current.configured_models)
+
+    def _sink(self) -> None:
+        if not self.connected:
+            raise NotReady("the service is not connected to Kafka yet", delay_s=2.5)
 
     def status(self) -> ServiceStatus:
         return self.current
 
     def history(self, model: str) -> list[WindowReport]:
+        self._known(model)
         if model not in self.current.models:
-            raise KeyError(model)
+            raise NotOwnedHere(model, "partition 3 of predictions is assigned to another member")
         return list(self.reports.get(model, []))
 
     def submit_labels(self, body: bytes, content_type: str) -> Mapping[str, int]:
@@ -105,15 +116,15 @@ class FakeControl:
         model, labels = batch.get("model"), batch.get("labels")
         if not isinstance(model, str) or not isinstance(labels, list):
             raise InputError('labels: "model" must be a string and "labels" a list')
-        if model not in self.current.configured_models:
-            raise KeyError(model)
+        self._known(model)
+        self._sink()
         return {"accepted": len(labels), "joined": len(labels), "unmatched": 0}
 
     def upload_reference(self, model: str, data: bytes) -> Mapping[str, Any]:
-        if model not in self.current.configured_models:
-            raise KeyError(model)
+        self._known(model)
         if not data.startswith(PROFILE_MAGIC):
             raise ProfileError("reference: not a driftline profile (bad magic bytes)")
+        self._sink()
         self.references[model] = data
         return {"model": model, "bytes": len(data), "applies_from": "next window"}
 
@@ -437,8 +448,8 @@ def test_an_unexpected_error_is_logged_and_answered_with_a_one_line_500(
     ("/models/{model}/drift", "get", {"200", "404", "422"}),
     ("/models/{model}/history", "get", {"200", "404", "422"}),
     ("/models/{model}/report", "get", {"200", "404", "409", "422", "503"}),
-    ("/labels", "post", {"200", "400", "404", "415"}),
-    ("/models/{model}/reference", "post", {"200", "400", "404", "422"}),
+    ("/labels", "post", {"200", "400", "404", "415", "503"}),
+    ("/models/{model}/reference", "post", {"200", "400", "404", "422", "503"}),
     ("/config/reload", "post", {"200", "422"}),
 ])
 def test_the_openapi_spec_documents_every_status_code(
@@ -470,3 +481,63 @@ def test_a_report_of_a_window_without_values_is_a_409_with_one_line(control: Fak
     response = client_for(control).get("/models/credit/report")
     assert response.status_code == 409
     assert "no feature has values" in response.json()["detail"]
+
+
+# --------------------------------------------------------------------------- typed errors, mapped once
+
+
+def test_a_model_owned_by_another_replica_gets_a_404_naming_the_owner_from_the_status() -> None:
+    status = replace(sample_status(), owners={
+        "fraud": "partition 3 of driftline.predictions is assigned to another member of group driftline"})
+    response = client_for(FakeControl(status)).get("/models/fraud/drift")
+    assert response.status_code == 404
+    assert detail(response) == (
+        "model 'fraud' is owned by another monitor replica (partition 3 of driftline.predictions is "
+        "assigned to another member of group driftline); ask that replica, or read the model's "
+        "Prometheus metrics")
+
+
+class RevokedControl(FakeControl):
+    """Its status still shows credit, whose partition was revoked a moment ago."""
+
+    def history(self, model: str) -> list[WindowReport]:
+        raise NotOwnedHere(model, "partition 3 of predictions is assigned to another member")
+
+
+def test_not_owned_here_raised_by_the_service_is_a_404_naming_the_owner() -> None:
+    response = client_for(RevokedControl()).get("/models/credit/history")
+    assert response.status_code == 404
+    assert detail(response) == (
+        "model 'credit' is owned by another monitor replica (partition 3 of predictions is assigned "
+        "to another member); ask that replica, or read the model's Prometheus metrics")
+
+
+@pytest.mark.parametrize(("path", "body"), [
+    ("/labels", json.dumps({"schema": 1, "model": "credit", "labels": []}).encode()),
+    ("/models/credit/reference", PROFILE_MAGIC),
+])
+def test_a_write_before_the_service_is_connected_is_a_503_with_retry_after(
+        control: FakeControl, path: str, body: bytes) -> None:
+    control.connected = False
+    response = client_for(control).post(path, content=body,
+                                        headers={"Content-Type": "application/json"})
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "3"  # 2.5 s, rounded up to whole seconds
+    assert detail(response) == "the service is not connected to Kafka yet"
+
+
+class KeyErrorControl(FakeControl):
+    """A control with a bug: a lookup that is not about an unknown model."""
+
+    def history(self, model: str) -> list[WindowReport]:
+        return {"other": []}[model]
+
+
+def test_a_key_error_from_the_control_is_a_bug_answered_with_a_one_line_500_not_a_404(
+        caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.ERROR, logger="monitor.service.api"):
+        response = client_for(KeyErrorControl()).get("/models/credit/history")
+    assert response.status_code == 500
+    assert detail(response) == "internal error (KeyError); the service log has the details"
+    assert any(record.exc_info and "GET /models/credit/history" in record.getMessage()
+               for record in caplog.records)

@@ -34,7 +34,7 @@ def _raw_msgpack(ctx: schemathesis.SerializationContext, value: Any) -> bytes:
 def live_app(tmp_path_factory: pytest.TempPathFactory, broker: Broker) -> Iterator[Any]:
     tmp: Path = tmp_path_factory.mktemp("live-api")
     setup = Setup(tmp, broker, ["churn"], size=100)
-    service = Service(str(setup.config()))
+    service = Service.from_config(str(setup.config()))
     service.start()
     try:
         setup.produce("churn", _stream(np.random.default_rng(5), 300), 0)

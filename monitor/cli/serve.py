@@ -33,7 +33,7 @@ def serve(
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("kafka").setLevel(logging.WARNING)
     runtime.tune_allocator()
-    service = Service(config)
+    service = Service.from_config(config)
     app_ = create_app(service, make_registry(service.status))
     server = uvicorn.Server(uvicorn.Config(app_, host=host, port=port, log_level="warning",
                                            access_log=False, lifespan="off"))

@@ -6,14 +6,23 @@ exposes) and a Prometheus registry (:func:`monitor.service.export.make_registry`
 The app keeps no state of its own: every request reads the current
 :class:`~monitor.streaming.status.ServiceStatus` or asks the control.
 
-Errors are JSON ``{"detail": "<one line>"}`` with a 4xx code: 400 for bad
-input, 404 for a model that is unknown, owned by another replica, or not yet
-evaluated (each with its own message), 415 for an unsupported body type, 422
-for an invalid config on reload.  The only documented 5xx answers are
-``/readyz`` (503 while starting) and ``/models/{model}/report`` (503 when
-Evidently is not available).  Anything else that escapes a handler is a bug:
-it is logged with its traceback and answered with a one-line 500, never the
-traceback itself.
+Errors are JSON ``{"detail": "<one line>"}``.  The typed errors of
+:mod:`monitor.errors` are mapped here once, by exception handlers:
+
+=============================  ==========================================
+UnknownModel                   404, the configured models named
+NotOwnedHere                   404, the owner named as precisely as known
+NotReady, TemporaryError       503 with ``Retry-After`` (seconds)
+InputError, ProfileError       400
+ConfigError                    422 (``/config/reload``: the old config stays)
+=============================  ==========================================
+
+Besides those: 404 for a model with no evaluated window yet, 415 for an
+unsupported body type, 409 for a report of a window without values, 503 from
+``/readyz`` while starting and from ``/models/{model}/report`` when Evidently
+is not available.  Anything else that escapes a handler (a ``KeyError``
+included) is a bug: it is logged with its traceback and answered with a
+one-line 500, never the traceback itself.
 
 This module is the only one importing FastAPI; it reaches prometheus_client only
 through :mod:`monitor.service.export`.
@@ -34,7 +43,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from monitor import __version__
 from monitor.config import ConfigError
-from monitor.errors import DriftlineError, InputError, ProfileError
+from monitor.errors import (
+    DriftlineError,
+    InputError,
+    NotOwnedHere,
+    ProfileError,
+    TemporaryError,
+    UnknownModel,
+    one_line,
+)
 from monitor.runtime import exposition
 from monitor.service.export import CollectorRegistry
 from monitor.streaming.status import ModelStatus, ServiceControl, ServiceStatus
@@ -147,17 +164,18 @@ def _error_outside_json(description: str) -> dict[str, Any]:
 
 
 _MODEL_404 = _error("the model is unknown, owned by another replica, or has no evaluated window yet")
+_NOT_CONNECTED_503: dict[str, Any] = {
+    **_error("not connected to Kafka yet, or Kafka did not take the write; retry later"),
+    "headers": {"Retry-After": {"description": "seconds to wait before retrying",
+                                "schema": {"type": "integer"}}},
+}
+#: the owner named when the status does not say more (e.g. before any assignment)
+_SOMEWHERE_ELSE = "its partition is assigned there"
 
 ModelName = Annotated[str, Path(description="a model name from the config")]
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _one_line(exc: BaseException) -> str:
-    """The exception's message on one line (whitespace, newlines included, collapsed)."""
-    text = " ".join(str(exc).split())
-    return text or type(exc).__name__
 
 
 def _quote(value: object) -> str:
@@ -166,10 +184,6 @@ def _quote(value: object) -> str:
     if len(text) > _MAX_ECHO:
         text = text[:_MAX_ECHO] + "..."
     return repr(text)
-
-
-def _key_name(exc: KeyError) -> str:
-    return str(exc.args[0]) if exc.args else ""
 
 
 def _json_ready(value: Any) -> Any:
@@ -189,22 +203,14 @@ def _json_ready(value: Any) -> Any:
     return str(value)
 
 
-def _unknown_model(model: str, status: ServiceStatus) -> HTTPException:
-    known = ", ".join(repr(name) for name in status.configured_models) or "none"
-    return HTTPException(404, f"unknown model {_quote(model)}; configured models: {known}")
-
-
 def _owned_model(status: ServiceStatus, model: str) -> ModelStatus:
-    """The model's status on this replica, or a 404 saying why there is none."""
+    """The model's status on this replica; UnknownModel or NotOwnedHere when there is none."""
     owned = status.models.get(model)
     if owned is not None:
         return owned
     if model not in status.configured_models:
-        raise _unknown_model(model, status)
-    raise HTTPException(
-        404,
-        f"model {_quote(model)} is owned by another monitor replica (its partition is assigned there); "
-        "ask that replica, or read the model's Prometheus metrics")
+        raise UnknownModel(model, status.configured_models)
+    raise NotOwnedHere(model, status.owners.get(model, _SOMEWHERE_ELSE))
 
 
 def _evaluated_model(status: ServiceStatus, model: str) -> ModelStatus:
@@ -253,6 +259,42 @@ class _InternalErrors:
             await JSONResponse(body, status_code=500)(scope, receive, send)
 
 
+# --------------------------------------------------------------------------- errors, mapped once
+
+
+def _detail(status_code: int, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"detail": message}, status_code=status_code, headers=headers)
+
+
+def _map_errors(app: FastAPI) -> None:
+    """The HTTP answer of each typed error, wherever in a route it is raised."""
+
+    @app.exception_handler(UnknownModel)
+    def unknown_model(_: Request, exc: UnknownModel) -> JSONResponse:
+        # the configured models, without the error's "did you mean": the answer stays as it was
+        known = ", ".join(repr(name) for name in exc.known) or "none"
+        return _detail(404, f"unknown model {_quote(exc.model)}; configured models: {known}")
+
+    @app.exception_handler(NotOwnedHere)
+    def not_owned_here(_: Request, exc: NotOwnedHere) -> JSONResponse:
+        return _detail(404, one_line(exc))
+
+    @app.exception_handler(TemporaryError)  # NotReady included
+    def temporary(_: Request, exc: TemporaryError) -> JSONResponse:
+        return _detail(503, one_line(exc), {"Retry-After": str(max(1, math.ceil(exc.delay_s)))})
+
+    @app.exception_handler(ConfigError)
+    def invalid_config(_: Request, exc: ConfigError) -> JSONResponse:
+        body = InvalidConfig(detail="invalid config, old config kept",
+                             errors=[str(issue) for issue in exc.issues] or [one_line(exc)])
+        return JSONResponse(body.model_dump(), status_code=422)
+
+    @app.exception_handler(InputError)
+    @app.exception_handler(ProfileError)
+    def bad_input(_: Request, exc: DriftlineError) -> JSONResponse:
+        return _detail(400, one_line(exc))
+
+
 # --------------------------------------------------------------------------- the app
 
 
@@ -264,6 +306,7 @@ def create_app(control: ServiceControl, registry: CollectorRegistry) -> FastAPI:
         description="Drift and performance monitoring of served ML models: results, metrics, uploads.",
     )
     app.add_middleware(_InternalErrors)
+    _map_errors(app)
 
     @app.get("/healthz", response_model=Health, tags=["health"], summary="Liveness: the process answers")
     def healthz() -> Health:
@@ -338,12 +381,8 @@ def create_app(control: ServiceControl, registry: CollectorRegistry) -> FastAPI:
         limit: Annotated[int | None, Query(ge=1, le=MAX_HISTORY,
                                            description="at most this many, the newest")] = None,
     ) -> list[dict[str, Any]]:
-        status = control.status()
-        _owned_model(status, model)
-        try:
-            reports = control.history(model)
-        except KeyError as exc:
-            raise _unknown_model(_key_name(exc) or model, status) from None
+        _owned_model(control.status(), model)
+        reports = control.history(model)
         ordered = sorted(reports, key=lambda report: report.evaluated_at)  # stable: ties keep order
         if limit is not None:
             ordered = ordered[-limit:]
@@ -360,16 +399,13 @@ def create_app(control: ServiceControl, registry: CollectorRegistry) -> FastAPI:
                    503: _error_outside_json("Evidently is not available in this installation")},
     )
     def report(model: ModelName) -> HTMLResponse:
-        status = control.status()
-        _evaluated_model(status, model)
+        _evaluated_model(control.status(), model)
         try:
             html = control.evidently_report(model)
-        except KeyError as exc:
-            raise _unknown_model(_key_name(exc) or model, status) from None
         except RuntimeError as exc:
-            raise HTTPException(503, f"Evidently report unavailable: {_one_line(exc)}") from None
-        except DriftlineError as exc:  # e.g. no feature with values on both sides
-            raise HTTPException(409, f"no report for this window: {_one_line(exc)}") from None
+            raise HTTPException(503, f"Evidently report unavailable: {one_line(exc)}") from None
+        except (InputError, ProfileError) as exc:  # e.g. no feature with values on both sides
+            raise HTTPException(409, f"no report for this window: {one_line(exc)}") from None
         return HTMLResponse(html)
 
     @app.post(
@@ -380,7 +416,8 @@ def create_app(control: ServiceControl, registry: CollectorRegistry) -> FastAPI:
         openapi_extra=_LABELS_BODY,
         responses={400: _error("the batch cannot be decoded or does not fit the wire contract"),
                    404: _error("the batch names a model that is not configured"),
-                   415: _error("the body is neither JSON nor msgpack")},
+                   415: _error("the body is neither JSON nor msgpack"),
+                   503: _NOT_CONNECTED_503},
     )
     async def labels(request: Request) -> dict[str, int]:
         given = _media_type(request.headers.get("content-type"))
@@ -390,12 +427,7 @@ def create_app(control: ServiceControl, registry: CollectorRegistry) -> FastAPI:
                 415, f"unsupported content type {_quote(given or 'none')}; "
                      "send Content-Type: application/json or application/msgpack")
         body = await request.body()
-        try:
-            counts = await run_in_threadpool(control.submit_labels, body, media_type)
-        except InputError as exc:
-            raise HTTPException(400, _one_line(exc)) from None
-        except KeyError as exc:
-            raise _unknown_model(_key_name(exc), await run_in_threadpool(control.status)) from None
+        counts = await run_in_threadpool(control.submit_labels, body, media_type)
         return {str(key): int(value) for key, value in counts.items()}
 
     @app.post(
@@ -405,17 +437,12 @@ def create_app(control: ServiceControl, registry: CollectorRegistry) -> FastAPI:
         summary="Replace the model's reference profile, from the next window on",
         openapi_extra=_REFERENCE_BODY,
         responses={400: _error("the body is not a valid saved profile for this model"),
-                   404: _error("the model is not configured")},
+                   404: _error("the model is not configured"),
+                   503: _NOT_CONNECTED_503},
     )
     async def reference(model: ModelName, request: Request) -> dict[str, Any]:
         data = await request.body()
-        try:
-            result = await run_in_threadpool(control.upload_reference, model, data)
-        except (InputError, ProfileError) as exc:
-            raise HTTPException(400, _one_line(exc)) from None
-        except KeyError as exc:
-            status = await run_in_threadpool(control.status)
-            raise _unknown_model(_key_name(exc) or model, status) from None
+        result = await run_in_threadpool(control.upload_reference, model, data)
         body: dict[str, Any] = _json_ready(result)
         return body
 
@@ -429,13 +456,9 @@ def create_app(control: ServiceControl, registry: CollectorRegistry) -> FastAPI:
     def reload_config() -> dict[str, Any] | JSONResponse:
         try:
             result = control.reload_config()
-        except ConfigError as exc:
-            body = InvalidConfig(detail="invalid config, old config kept",
-                                 errors=[str(issue) for issue in exc.issues] or [_one_line(exc)])
-            return JSONResponse(body.model_dump(), status_code=422)
-        except DriftlineError as exc:  # valid YAML, but e.g. a reference that cannot be read
+        except (InputError, ProfileError) as exc:  # valid YAML, but e.g. a reference that cannot be read
             body = InvalidConfig(detail="config not applied, old config kept",
-                                 errors=[_one_line(exc)])
+                                 errors=[one_line(exc)])
             return JSONResponse(body.model_dump(), status_code=422)
         out: dict[str, Any] = _json_ready(result)
         return out

@@ -1,9 +1,10 @@
 """``driftline serve``: the composition root of the streaming service.
 
-It wires Kafka (:mod:`monitor.service.kafka`) to the stream engine
-(:mod:`monitor.streaming.engine`), the engine to the read model the API and
-``/metrics`` show (:mod:`monitor.service.api`, :mod:`monitor.service.export`), and runs the
-API with uvicorn.
+It wires Kafka (a :class:`~monitor.service.ports.Connection`: real Kafka from
+:mod:`monitor.service.kafka` in :meth:`Service.from_config`, an in-memory twin
+in tests) to the stream engine (:mod:`monitor.streaming.engine`), the engine
+to the read model the API and ``/metrics`` show (:mod:`monitor.service.api`,
+:mod:`monitor.service.export`), and runs the API with uvicorn.
 
 Threads: one consumer thread polls Kafka and owns the engine; rebalance
 callbacks run inside its poll.  The API runs on uvicorn's event loop and
@@ -28,16 +29,18 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 from monitor.config import Config, load_config
 from monitor.engine import profile_codec
 from monitor.engine.profiles import Profile
-from monitor.errors import InputError, ProfileError
+from monitor.errors import InputError, NotOwnedHere, NotReady, ProfileError
 from monitor.service import kafka
+from monitor.service.ports import Connection, Sink, Source
 from monitor.streaming.engine import CONTROL_HEADER, REFERENCE_KEY, StreamEngine, TopicPartition, Topics
-from monitor.streaming.model_state import ModelSetup
+from monitor.streaming.model_state import ModelMonitor, ModelSetup
 from monitor.streaming.setups import model_setup
 from monitor.streaming.status import ServiceStatus, WindowReport
 from monitor.wire.decode import CONTENT_TYPE_HEADER, MSGPACK, decode_labels
@@ -54,13 +57,17 @@ def _stamp(now: float) -> str:
 
 
 class Service:
-    """The monitor service: Kafka in, windows evaluated, state checkpointed."""
+    """The monitor service: Kafka in, windows evaluated, state checkpointed.
 
-    def __init__(self, config_path: str, *, clock: Clock = time.time,
+    It opens its clients from ``connection`` in :meth:`connect`.  :meth:`start`
+    runs :meth:`step` on a consumer thread until :meth:`stop`; tests call
+    :meth:`connect`, :meth:`step` and :meth:`close` themselves."""
+
+    def __init__(self, config: Config, connection: Connection, *, clock: Clock = time.time,
                  client_id: str | None = None) -> None:
-        self.config_path = config_path
+        self.config = config
+        self._connection = connection
         self._clock = clock
-        self.config: Config = load_config(config_path)
         self.client_id = client_id or f"driftline-{os.getpid()}"
         self._uploaded: dict[str, tuple[Any, str]] = {}
         self._lock = threading.RLock()
@@ -72,12 +79,23 @@ class Service:
                                    max_bytes=self.config.service.max_message_bytes, clock=clock,
                                    namespace=f"{self.config.kafka.group_id}/",
                                    load_reference=self._load_reference)
-        self._status = self.engine.status()
-        self._consumer: kafka.GroupConsumer | None = None
-        self._producer: kafka.Producer | None = None
+        self._source: Source | None = None
+        self._sink: Sink | None = None
         self._last_checkpoint = clock()
         self._last_lag = 0.0
         self._closing = False
+        self._partition_of: dict[str, int | None] = {}  # model -> its predictions partition
+        self._owners_stale = False  # the configured models changed: look their partitions up
+        self._owners: dict[str, str] = {}
+        self._status = self.engine.status()
+
+    @classmethod
+    def from_config(cls, config_path: str, *, clock: Clock = time.time,
+                    client_id: str | None = None) -> Service:
+        """The service of the config file at ``config_path``, on the Kafka it names."""
+        config = load_config(config_path)
+        return cls(config, kafka.KafkaConnection(config.kafka.bootstrap_servers), clock=clock,
+                   client_id=client_id)
 
     def _setups(self, config: Config) -> dict[str, ModelSetup]:
         now = _stamp(self._clock())
@@ -92,17 +110,22 @@ class Service:
         from monitor.engine.stats import ks
 
         ks.preload()  # scipy.stats now, not in the first window's evaluation
-        cfg = self.config.kafka
-        kafka.ensure_topics(cfg.bootstrap_servers,
-                            {t: cfg.partitions for t in (cfg.topics.predictions, cfg.topics.labels,
-                                                         cfg.topics.dlq, cfg.topics.state)},
-                            compacted=[cfg.topics.state])
-        self._producer = kafka.Producer(cfg.bootstrap_servers, client_id=self.client_id)
-        self._consumer = kafka.GroupConsumer(
-            cfg.bootstrap_servers, cfg.group_id, [cfg.topics.predictions, cfg.topics.labels],
-            on_assigned=self._assigned, on_revoked=self._revoked, client_id=self.client_id)
+        self.connect()
         self._thread = threading.Thread(target=self._run, name="driftline-consumer", daemon=True)
         self._thread.start()
+
+    def connect(self) -> None:
+        """Create missing topics, open the sink and the source, join the group."""
+        cfg = self.config.kafka
+        self._connection.ensure_topics(
+            {t: cfg.partitions for t in (cfg.topics.predictions, cfg.topics.labels,
+                                         cfg.topics.dlq, cfg.topics.state)},
+            compacted=[cfg.topics.state])
+        self._sink = self._connection.sink(client_id=self.client_id)
+        source = self._connection.source(cfg.group_id, client_id=self.client_id)
+        source.subscribe([cfg.topics.predictions, cfg.topics.labels],
+                         on_assigned=self._assigned, on_revoked=self._revoked)
+        self._source = source
 
     def stop(self, timeout_s: float = 30.0) -> None:
         """Checkpoint everything owned, leave the group and stop."""
@@ -115,60 +138,83 @@ class Service:
         return self._thread is not None and self._thread.is_alive()
 
     def _run(self) -> None:
-        consumer, producer = self._consumer, self._producer
-        assert consumer is not None and producer is not None
-        interval = self.config.service.checkpoint_interval
         try:
             while not self._stop.is_set():
-                records = consumer.poll(0.2)
-                offsets: dict[TopicPartition, int] | None = None
-                with self._lock:
-                    for letter in self.engine.process(records):
-                        record = letter.record
-                        producer.send(
-                            self.config.kafka.topics.dlq, record.key, record.value,
-                            [*record.headers, (REASON_HEADER, letter.reason.encode()),
-                             (ERROR_HEADER, letter.detail.encode()[:1000]),
-                             (ORIGIN_HEADER,
-                              f"{record.topic}/{record.partition}/{record.offset}".encode())])
-                    now = self._clock()
-                    if not records:
-                        self.engine.tick(now)
-                    if now - self._last_checkpoint >= interval:
-                        offsets = self._checkpoint(self.engine.assigned)
-                    self._publish()
-                # calls that wait on the consumer's network loop run outside the lock
-                if offsets is not None:
-                    consumer.commit(offsets)
-                if now - self._last_lag >= 1.0 or not records:
-                    lag = consumer.lag()
-                    with self._lock:
-                        self.engine.lag = {tp: n for tp, n in lag.items() if tp in self.engine.assigned}
-                    self._last_lag = now
-            with self._lock:
-                offsets = self._checkpoint(self.engine.assigned)
-            consumer.commit(offsets)
-            log.info("stopped cleanly: state checkpointed, offsets committed")
+                self.step()
+            self.close()
         except Exception as exc:  # the consumer cannot go on: say why, let k8s restart us
             self.failure = f"{type(exc).__name__}: {exc}"
             log.exception("the consumer stopped: %s", self.failure)
-            self.engine.ready = False
+            self.engine.set_ready(False)
             self._publish()
         finally:
-            self._closing = True  # leaving the group revokes everything: already checkpointed
-            consumer.close()
-            producer.close()
+            self._disconnect()
+
+    def step(self, timeout_s: float = 0.2) -> None:
+        """One poll: process the records, set rejects aside in the DLQ, close quiet
+        time windows, and checkpoint then commit when the interval has passed."""
+        source, sink = self._source, self._sink
+        assert source is not None and sink is not None, "connect() first"
+        if self._owners_stale:
+            self._look_up_owners()
+        records = source.poll(timeout_s)
+        offsets: dict[TopicPartition, int] | None = None
+        with self._lock:
+            for letter in self.engine.process(records):
+                record = letter.record
+                sink.send(
+                    self.config.kafka.topics.dlq, record.key, record.value,
+                    [*record.headers, (REASON_HEADER, letter.reason.encode()),
+                     (ERROR_HEADER, letter.detail.encode()[:1000]),
+                     (ORIGIN_HEADER, f"{record.topic}/{record.partition}/{record.offset}".encode())])
+            now = self._clock()
+            if not records:
+                self.engine.tick(now)
+            if now - self._last_checkpoint >= self.config.service.checkpoint_interval:
+                offsets = self._checkpoint(self.engine.assigned)
+            self._publish()
+        # calls that wait on the consumer's network loop run outside the lock
+        if offsets is not None:
+            source.commit(offsets)
+        if now - self._last_lag >= 1.0 or not records:
+            lag = source.lag()
+            with self._lock:
+                self.engine.set_lag(lag)
+            self._last_lag = now
+
+    def close(self) -> None:
+        """Checkpoint every assigned partition, commit, leave the group."""
+        source = self._source
+        assert source is not None, "connect() first"
+        try:
+            with self._lock:
+                offsets = self._checkpoint(self.engine.assigned)
+            source.commit(offsets)
+            log.info("stopped cleanly: state checkpointed, offsets committed")
+        finally:
+            self._disconnect()
+
+    def _disconnect(self) -> None:
+        """Close the clients (once); the sink stays set, so a late API call is refused
+        by Kafka rather than told "not connected yet"."""
+        if self._closing:
+            return
+        self._closing = True  # leaving the group revokes everything: already checkpointed
+        for client in (self._source, self._sink):
+            if client is not None:
+                client.close()
 
     def _publish(self) -> None:
-        self._status = self.engine.status()
+        self._status = replace(self.engine.status(), owners=self._owners)
 
     # ---- partitions
 
     def _assigned(self, partitions: list[TopicPartition]) -> None:
-        assert self._consumer is not None
+        source = self._source
+        assert source is not None
         with self._lock:
             cfg = self.config.kafka
-            stored = kafka.read_state(cfg.bootstrap_servers, cfg.topics.state) if partitions else {}
+            stored = self._connection.read_state(cfg.topics.state) if partitions else {}
             for model in list(self.engine.setups):
                 loaded = self._stored_reference(stored, model)
                 if loaded is not None:
@@ -178,38 +224,81 @@ class Service:
                         log.warning("model %s: the uploaded reference is not used: %s", model, exc)
             seeks = self.engine.assign(partitions, stored)
             for (topic, partition), offset in seeks.items():
-                self._consumer.seek(topic, partition, offset)
-            self.engine.ready = True
+                source.seek(topic, partition, offset)
+            self.engine.set_ready(True)
             log.info("assigned %s; %d model(s) restored",
                      ", ".join(f"{t}[{p}]" for t, p in partitions) or "no partitions",
                      len(self.engine.models_on(partitions)))
+            self._look_up_owners()
             self._publish()
 
     def _revoked(self, partitions: list[TopicPartition]) -> None:
-        # runs on the client's network thread: no blocking consumer calls here,
+        # may run on the client's network thread: no blocking consumer calls here,
         # so the commit is asynchronous; the checkpoint's own offsets are what
         # the next owner seeks to in any case
         if self._closing:
             return
-        assert self._consumer is not None
+        source = self._source
+        assert source is not None
         with self._lock:
-            self._consumer.commit_async(self._checkpoint(set(partitions) & self.engine.assigned))
+            source.commit_async(self._checkpoint(set(partitions) & self.engine.assigned))
             self.engine.revoke(partitions)
             log.info("revoked %s", ", ".join(f"{t}[{p}]" for t, p in partitions) or "nothing")
+            self._owners = self._owners_now()
             self._publish()
 
     def _checkpoint(self, partitions: set[TopicPartition]) -> dict[TopicPartition, int]:
         """Write the state of ``partitions`` to the state topic and wait until it is
         durable; returns the offsets to commit next (only after this returns)."""
-        producer = self._producer
-        assert producer is not None
+        sink = self._sink
+        assert sink is not None
         records = self.engine.checkpoint(partitions)
         for key, value in records.items():
-            producer.send(self.config.kafka.topics.state, key, value)
-        producer.flush()  # the checkpoints and any DLQ records are durable
+            sink.send(self.config.kafka.topics.state, key, value)
+        sink.flush()  # the checkpoints and any DLQ records are durable
         self._last_checkpoint = self._clock()
-        self.engine.last_checkpoint = self._last_checkpoint
+        self.engine.checkpoint_written(self._last_checkpoint)
         return self.engine.positions(partitions)
+
+    # ---- who owns a model
+
+    def _look_up_owners(self) -> None:
+        """Where each configured model's predictions go (on the polling thread: the
+        source is not thread-safe), then who owns each model this replica does not."""
+        source = self._source
+        assert source is not None
+        topic = self.config.kafka.topics.predictions
+        with self._lock:
+            self._partition_of = {model: source.partition_for(topic, model)
+                                  for model in self.engine.setups}
+            self._owners_stale = False
+            self._owners = self._owners_now()
+            self._publish()
+
+    def _owners_now(self) -> dict[str, str]:
+        if not self.engine.ready:
+            return {}  # nothing assigned yet: no one to name
+        cfg = self.config.kafka
+        owners: dict[str, str] = {}
+        for model in self.engine.setups:
+            partition = self._partition_of.get(model)
+            if model in self.engine.monitors or (cfg.topics.predictions, partition) in self.engine.assigned:
+                continue
+            where = (f"its partition of {cfg.topics.predictions}" if partition is None
+                     else f"partition {partition} of {cfg.topics.predictions}")
+            owners[model] = f"{where} is assigned to another member of group {cfg.group_id}"
+        return owners
+
+    def _monitor(self, model: str) -> ModelMonitor | None:
+        """The monitor of ``model`` (hold the lock); None when the model is configured
+        and on a partition of this replica but has had no record yet.  UnknownModel or
+        NotOwnedHere otherwise."""
+        self.config.model(model)
+        monitor = self.engine.monitors.get(model)
+        owner = None if monitor is not None else self._owners_now().get(model)
+        if owner is not None:
+            raise NotOwnedHere(model, owner)
+        return monitor
 
     # ---- ServiceControl
 
@@ -217,9 +306,8 @@ class Service:
         return self._status
 
     def history(self, model: str) -> list[WindowReport]:
-        self.config.model(model)  # KeyError for an unknown model
         with self._lock:
-            monitor = self.engine.monitors.get(model)
+            monitor = self._monitor(model)
             return [] if monitor is None else list(monitor.history)
 
     def submit_labels(self, body: bytes, content_type: str) -> Mapping[str, int]:
@@ -227,12 +315,10 @@ class Service:
         batch = decode_labels(body, encoding=encoding,
                               max_bytes=self.config.service.max_message_bytes)
         self.config.model(batch.model)
-        producer = self._producer
-        if producer is None:
-            raise InputError("the service is not connected to Kafka yet")
-        producer.send(self.config.kafka.topics.labels, batch.model, body,
-                      [(CONTENT_TYPE_HEADER, encoding.encode())])
-        producer.flush()
+        sink = self._connected_sink()
+        sink.send(self.config.kafka.topics.labels, batch.model, body,
+                  [(CONTENT_TYPE_HEADER, encoding.encode())])
+        sink.flush()
         return {"accepted": len(batch.labels)}
 
     def upload_reference(self, model: str, data: bytes) -> Mapping[str, Any]:
@@ -249,19 +335,23 @@ class Service:
         if wrong:
             raise InputError(f"feature {wrong[0].name!r} is {profile.features[wrong[0].name].type} "
                              f"in the profile but {wrong[0].type} in the config")
-        producer = self._producer
-        if producer is None:
-            raise InputError("the service is not connected to Kafka yet")
+        sink = self._connected_sink()
         topics = self.config.kafka.topics
-        producer.send(topics.state, f"{self.engine.namespace}{REFERENCE_KEY}{model}", data)
-        producer.flush()  # stored before anyone is told to load it
-        producer.send(topics.predictions, model, b"", [(CONTROL_HEADER, b"reference")])
-        producer.flush()
+        sink.send(topics.state, f"{self.engine.namespace}{REFERENCE_KEY}{model}", data)
+        sink.flush()  # stored before anyone is told to load it
+        sink.send(topics.predictions, model, b"", [(CONTROL_HEADER, b"reference")])
+        sink.flush()
         log.warning("AUDIT: model %s: new reference uploaded (%d rows, created %s); the replica "
                     "that owns the model uses it from its next window", model, profile.rows,
                     profile.created_at or "undated")
         return {"model": model, "rows": profile.rows, "owned_here": model in self.engine.monitors,
                 "applies": "from the next window, on the replica that owns the model"}
+
+    def _connected_sink(self) -> Sink:
+        sink = self._sink
+        if sink is None:
+            raise NotReady("the service is not connected to Kafka yet", delay_s=5.0)
+        return sink
 
     def _stored_reference(self, stored: Mapping[str, bytes], model: str) -> tuple[Profile, str] | None:
         value = stored.get(f"{self.engine.namespace}{REFERENCE_KEY}{model}")
@@ -278,11 +368,14 @@ class Service:
 
     def _load_reference(self, model: str) -> tuple[Profile, str] | None:
         """The model's uploaded reference, read from the state topic (on a control record)."""
-        cfg = self.config.kafka
-        return self._stored_reference(kafka.read_state(cfg.bootstrap_servers, cfg.topics.state), model)
+        return self._stored_reference(self._connection.read_state(self.config.kafka.topics.state),
+                                      model)
 
     def reload_config(self) -> Mapping[str, Any]:
-        config = load_config(self.config_path)  # ConfigError: the old config stays
+        path = self.config.source
+        if path is None:
+            raise InputError("the config was not read from a file: there is nothing to reload")
+        config = load_config(path)  # ConfigError: the old config stays
         try:
             setups = self._setups(config)
         except InputError as exc:
@@ -291,20 +384,19 @@ class Service:
         if config.kafka != self.config.kafka:
             notes.append("kafka settings changed: restart the service to apply them")
         with self._lock:
-            changes = self.engine.reconfigure(setups)
-            self.engine.max_bytes = config.service.max_message_bytes
+            changes = self.engine.reconfigure(setups, max_bytes=config.service.max_message_bytes)
             self.config = config
+            self._owners_stale = True  # looked up on the consumer thread, which owns the source
             self._publish()
         for change in changes + notes:
             log.warning("AUDIT: config reload: %s", change)
         return {"reloaded": True, "changes": changes, "notes": notes}
 
     def evidently_report(self, model: str) -> str:
-        self.config.model(model)
         with self._lock:
-            monitor = self.engine.monitors.get(model)
+            monitor = self._monitor(model)
             if monitor is None or monitor.latest_window is None:
-                raise KeyError(f"model {model!r} has no window evaluated on this replica yet")
+                raise InputError(f"model {model!r} has no window evaluated on this replica yet")
             reference, current = monitor.setup.reference, monitor.latest_window
             features = [f for f in monitor.setup.features if f.name in reference.features]
         from monitor.batch.evidently_report import render_html

@@ -1,12 +1,17 @@
-"""Kafka at the edge: the only module that imports kafka-python.
+"""Kafka at the edge: the only module that imports kafka-python.  It implements
+the interfaces of :mod:`monitor.service.ports`.
 
-* :class:`GroupConsumer` reads the predictions and labels topics in a
-  consumer group and reports partition assignments and revocations to
-  callbacks (which run inside :meth:`GroupConsumer.poll`, on the consumer's
-  thread).  Lag is read from the fetch high-watermark, which is right on
-  every broker (Tansu's ``end_offsets`` is not).
-* :class:`Producer` writes the DLQ, the checkpoints and HTTP-submitted labels
-  with ``acks=all``; :meth:`Producer.flush` returns once they are durable.
+* :class:`KafkaConnection` (a :class:`~monitor.service.ports.Connection`)
+  opens the clients below, reads the state topic and creates topics.
+* :class:`GroupConsumer` (a :class:`~monitor.service.ports.Source`) reads the
+  predictions and labels topics in a consumer group and reports partition
+  assignments and revocations to callbacks (which run inside
+  :meth:`GroupConsumer.poll`, on the consumer's thread).  Lag is read from the
+  fetch high-watermark, which is right on every broker (Tansu's
+  ``end_offsets`` is not).
+* :class:`Producer` (a :class:`~monitor.service.ports.Sink`) writes the DLQ,
+  the checkpoints and HTTP-submitted labels with ``acks=all``;
+  :meth:`Producer.flush` returns once they are durable.
 * :func:`read_state` reads a compacted topic to its end and keeps the last
   value per key, so it is right whether or not the broker has compacted yet.
 * :func:`ensure_topics` creates missing topics (the state topic compacted).
@@ -31,6 +36,7 @@ from kafka import (
 )
 from kafka.coordinator.assignors.range import RangePartitionAssignor
 from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.partitioner.default import murmur2
 
 from monitor.errors import TemporaryError
 from monitor.runtime import quiet_logger
@@ -66,10 +72,9 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 
 
 class GroupConsumer:
-    """A consumer-group member on ``topics``."""
+    """A consumer-group member; it joins on :meth:`subscribe`."""
 
-    def __init__(self, bootstrap: str, group_id: str, topics: Sequence[str], *,
-                 on_assigned: Callback, on_revoked: Callback, client_id: str = "driftline",
+    def __init__(self, bootstrap: str, group_id: str, *, client_id: str = "driftline",
                  session_timeout_ms: int | None = None) -> None:
         timeouts = dict(GROUP_TIMEOUTS)
         if session_timeout_ms is not None:
@@ -84,8 +89,11 @@ class GroupConsumer:
                 max_partition_fetch_bytes=8 * 1024 * 1024, **timeouts)
         except (KafkaError, OSError) as exc:
             raise _unreachable(bootstrap, exc) from None
-        self._consumer.subscribe(list(topics), listener=_Listener(on_assigned, on_revoked))
         self.bootstrap = bootstrap
+
+    def subscribe(self, topics: Sequence[str], *, on_assigned: Callback,
+                  on_revoked: Callback) -> None:
+        self._consumer.subscribe(list(topics), listener=_Listener(on_assigned, on_revoked))
 
     def poll(self, timeout_s: float, max_records: int = 2000) -> list[Record]:
         batches = self._consumer.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records)
@@ -98,6 +106,14 @@ class GroupConsumer:
 
     def seek(self, topic: str, partition: int, offset: int) -> None:
         self._consumer.seek(TopicPartition(topic, partition), offset)
+
+    def partition_for(self, topic: str, key: str) -> int | None:
+        """As kafka-python's default partitioner (murmur2 of the key), which the
+        collector uses; None while the topic's metadata is unknown."""
+        partitions = sorted(self._consumer.partitions_for_topic(topic))
+        if not partitions:
+            return None
+        return int(partitions[(murmur2(key.encode()) & 0x7FFFFFFF) % len(partitions)])
 
     def commit(self, offsets: Mapping[TP, int]) -> None:
         if offsets:
@@ -139,6 +155,8 @@ class GroupConsumer:
 
 
 class Producer:
+    """A :class:`~monitor.service.ports.Sink`: ``acks=all``, durable once flushed."""
+
     def __init__(self, bootstrap: str, *, client_id: str = "driftline") -> None:
         try:
             self._producer = KafkaProducer(
@@ -219,3 +237,24 @@ def ensure_topics(bootstrap: str, topics: Mapping[str, int], *, compacted: Itera
             log.info("created topics %s", ", ".join(new))
     finally:
         admin.close()
+
+
+class KafkaConnection:
+    """The :class:`~monitor.service.ports.Connection` to the brokers at ``bootstrap``;
+    building it connects nowhere."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self.bootstrap = bootstrap
+
+    def ensure_topics(self, partitions: Mapping[str, int], *, compacted: Iterable[str] = ()
+                      ) -> None:
+        ensure_topics(self.bootstrap, partitions, compacted=compacted)
+
+    def read_state(self, topic: str) -> dict[str, bytes]:
+        return read_state(self.bootstrap, topic)
+
+    def source(self, group_id: str, *, client_id: str) -> GroupConsumer:
+        return GroupConsumer(self.bootstrap, group_id, client_id=client_id)
+
+    def sink(self, *, client_id: str) -> Producer:
+        return Producer(self.bootstrap, client_id=client_id)

@@ -81,7 +81,7 @@ class StreamEngine:
         self._load_reference = load_reference  # model -> its uploaded reference (state topic)
         self.setups: dict[str, ModelSetup] = dict(setups)
         self.topics = topics
-        self.max_bytes = max_bytes
+        self._max_bytes = max_bytes  # larger messages are rejected as "oversize"
         self._clock = clock
         self._on_report = on_report
         self.monitors: dict[str, ModelMonitor] = {}
@@ -90,9 +90,41 @@ class StreamEngine:
         self._position: dict[TopicPartition, int] = {}  # next offset to process
         self.assigned: set[TopicPartition] = set()
         self._counters = _Counters()
-        self.lag: dict[TopicPartition, int] = {}
-        self.last_checkpoint: float | None = None
-        self.ready = False
+        self._lag: dict[TopicPartition, int] = {}
+        self._last_checkpoint: float | None = None  # epoch seconds the last one was durable
+        self._ready = False
+
+    # ---- what the service tells the engine
+
+    @property
+    def ready(self) -> bool:
+        """Whether the assigned partitions are restored and sought (``/readyz``)."""
+        return self._ready
+
+    def set_ready(self, ready: bool) -> None:
+        """Ready once the service has sought the partitions :meth:`assign` named;
+        not ready when the consumer stops."""
+        self._ready = ready
+
+    @property
+    def lag(self) -> Mapping[TopicPartition, int]:
+        return self._lag
+
+    def set_lag(self, lag: Mapping[TopicPartition, int]) -> None:
+        """The consumer's lag; kept only for the partitions assigned here."""
+        self._lag = {tp: n for tp, n in lag.items() if tp in self.assigned}
+
+    @property
+    def last_checkpoint(self) -> float | None:
+        return self._last_checkpoint
+
+    def checkpoint_written(self, at: float) -> None:
+        """The records of :meth:`checkpoint` are durable as of ``at`` (epoch seconds)."""
+        self._last_checkpoint = at
+
+    @property
+    def max_bytes(self) -> int:
+        return self._max_bytes
 
     # ---- records
 
@@ -119,11 +151,11 @@ class StreamEngine:
                 raise DecodeError("bad_json", "empty record (a tombstone)")
             kind = encoding(record.headers)
             if is_labels:
-                labels = decode_labels(record.value, encoding=kind, max_bytes=self.max_bytes)
+                labels = decode_labels(record.value, encoding=kind, max_bytes=self._max_bytes)
                 model, count = labels.model, len(labels.labels)
             else:
                 predictions = decode_predictions(record.value, encoding=kind,
-                                                 max_bytes=self.max_bytes)
+                                                 max_bytes=self._max_bytes)
                 model, count = predictions.model, predictions.n
             if model not in self.setups:
                 raise DecodeError("unknown_model", f"model {model!r} is not in the config "
@@ -272,7 +304,7 @@ class StreamEngine:
         self.assigned -= gone
         for tp in gone:
             self._position.pop(tp, None)
-            self.lag.pop(tp, None)
+            self._lag.pop(tp, None)
         self._floor = {k: v for k, v in self._floor.items() if k[1] not in gone}
 
     # ---- references and config
@@ -287,8 +319,12 @@ class StreamEngine:
         if model in self.monitors:
             self.monitors[model].set_reference(profile, source)
 
-    def reconfigure(self, setups: Mapping[str, ModelSetup]) -> list[str]:
-        """Apply a reloaded config; returns what changed, for the audit log."""
+    def reconfigure(self, setups: Mapping[str, ModelSetup], *, max_bytes: int | None = None
+                    ) -> list[str]:
+        """Apply a reloaded config (and its message size limit); returns what
+        changed, for the audit log."""
+        if max_bytes is not None:
+            self._max_bytes = max_bytes
         changes: list[str] = []
         for model in sorted(set(self.setups) - set(setups)):
             changes.append(f"model {model} removed")
@@ -319,6 +355,6 @@ class StreamEngine:
             models={name: m.status() for name, m in self.monitors.items()},
             configured_models=tuple(self.setups),
             events_total={m: self._counters.events.get(m, 0) for m in self.setups},
-            invalid=dict(self._counters.invalid), lag=dict(self.lag),
-            last_checkpoint=self.last_checkpoint, evaluation=self._counters.evaluation,
-            ready=self.ready, now=self._clock())
+            invalid=dict(self._counters.invalid), lag=dict(self._lag),
+            last_checkpoint=self._last_checkpoint, evaluation=self._counters.evaluation,
+            ready=self._ready, now=self._clock())

@@ -117,12 +117,21 @@ class ServiceStatus:
     evaluation: Histogram = field(default_factory=Histogram)
     ready: bool = False
     now: float = 0.0  # epoch seconds when this status was built
+    # configured models another replica consumes -> who, as precisely as known (e.g.
+    # "partition 3 of driftline.predictions is assigned to another member of group driftline")
+    owners: Mapping[str, str] = field(default_factory=dict)
 
 
 class ServiceControl(Protocol):
-    """What the HTTP API asks of the service.  Methods raise
-    :class:`~monitor.errors.InputError` (HTTP 400/422) for bad input and
-    :class:`KeyError` for an unknown model (HTTP 404)."""
+    """What the HTTP API asks of the service.  Methods raise the typed errors of
+    :mod:`monitor.errors`, which the API maps once:
+    :class:`~monitor.errors.UnknownModel` (HTTP 404) for a model not in the config,
+    :class:`~monitor.errors.NotOwnedHere` (HTTP 404, the owner named) for one
+    another replica consumes, :class:`~monitor.errors.NotReady` (HTTP 503 with
+    Retry-After) while not connected to Kafka yet,
+    :class:`~monitor.errors.InputError` or :class:`~monitor.errors.ProfileError`
+    (HTTP 400) for bad input, and :class:`~monitor.config.ConfigError` (HTTP 422)
+    for a config that cannot be reloaded.  Any other exception is a bug (HTTP 500)."""
 
     def status(self) -> ServiceStatus: ...
 
