@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import uvloop
 from aiohttp import web
 
+from collectors import defaults
 from collectors.delivery.kafka import KafkaSender
 from collectors.delivery.metrics import CollectorMetrics
 from collectors.delivery.queue import Delivery, DropPolicy
@@ -37,25 +38,12 @@ class SidecarSettings:
     listen_port: int
     metrics_port: int
     kafka: str
-    topic: str = "driftline.predictions"
-    queue_events: int = 10_000
+    topic: str = defaults.TOPIC
+    queue_events: int = defaults.QUEUE_EVENTS
     drop: DropPolicy = "oldest"
-    batch_events: int = 500
-    linger_s: float = 0.05
+    batch_events: int = defaults.BATCH_EVENTS
+    linger_s: float = defaults.LINGER_S
     drain_timeout_s: float = 5.0
-
-
-class _ModelMetrics:
-    """The proxy's view of the metrics: labelled with this sidecar's model."""
-
-    def __init__(self, metrics: CollectorMetrics, model: str) -> None:
-        self._metrics, self._model = metrics, model
-
-    def observe_proxy(self, status: int | None, seconds: float) -> None:
-        self._metrics.observe_proxy_latency(self._model, status, seconds)
-
-    def dropped(self, reason: str, events: int) -> None:
-        self._metrics.dropped(self._model, reason, events)
 
 
 def metrics_app(metrics: CollectorMetrics, delivery: Delivery) -> web.Application:
@@ -81,7 +69,7 @@ async def serve(settings: SidecarSettings) -> None:
                         max_queue_events=settings.queue_events, drop=settings.drop,
                         batch_events=settings.batch_events, linger_s=settings.linger_s,
                         metrics=metrics).start()
-    proxy = Proxy(settings.proxy, delivery, _ModelMetrics(metrics, settings.proxy.model))
+    proxy = Proxy(settings.proxy, delivery, metrics.of_model(settings.proxy.model))
     runner = web.AppRunner(metrics_app(metrics, delivery), access_log=None)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -1,4 +1,4 @@
-"""The in-process collector (``collectors.sdk.collector``): what the model logs arrives in Kafka as the
+"""The in-process collector (``collectors.sdk``): what the model logs arrives in Kafka as the
 sidecar's events, the ASGI middleware changes nothing the client sees, and a broker that is
 down never slows the model, only costs counted events.
 
@@ -28,7 +28,7 @@ from kafka import KafkaConsumer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
 from collectors.extractors import FieldPolicy
-from collectors.sdk.collector import Collector, DriftlineMiddleware
+from collectors.sdk import Collector, DriftlineMiddleware
 from monitor.wire.decode import PredictionBatch, decode_predictions
 from tests.fakes import RecordingSender as BaseRecordingSender
 from tests.servers import Broker, free_port

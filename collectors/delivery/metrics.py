@@ -132,6 +132,10 @@ class CollectorMetrics:
             child = self._children[key] = metric.labels(*labels)
         return child
 
+    def of_model(self, model: str) -> ModelMetrics:
+        """The series of one model, as the proxy and the capture pipeline count them."""
+        return ModelMetrics(self, model)
+
     def exposition(self, accept: str | None = None) -> tuple[bytes, str]:
         """The scrape body and its content type.
 
@@ -140,3 +144,18 @@ class CollectorMetrics:
         header is malformed, rather than failing the scrape).
         """
         return exposition(self.registry, accept)
+
+
+class ModelMetrics:
+    """One model's view of :class:`CollectorMetrics`: the proxy's latency and the capture's drops."""
+
+    __slots__ = ("_metrics", "_model")
+
+    def __init__(self, metrics: CollectorMetrics, model: str) -> None:
+        self._metrics, self._model = metrics, model
+
+    def observe_proxy(self, status: int | None, seconds: float) -> None:
+        self._metrics.observe_proxy_latency(self._model, status, seconds)
+
+    def dropped(self, reason: str, events: int) -> None:
+        self._metrics.dropped(self._model, reason, events)

@@ -53,6 +53,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Literal, Protocol, Self
 
+from collectors import defaults
 from collectors.delivery.metrics import CollectorMetrics
 from collectors.events import Capture
 from monitor.wire.encode import JSON, encode_predictions
@@ -97,8 +98,9 @@ class Delivery:
     """
 
     def __init__(self, sender: Sender, topic: str, model: str, model_version: str | None = None, *,
-                 max_queue_events: int = 10_000, drop: DropPolicy = "oldest", batch_events: int = 100,
-                 linger_s: float = 0.05, metrics: CollectorMetrics | None = None,
+                 max_queue_events: int = defaults.QUEUE_EVENTS, drop: DropPolicy = "oldest",
+                 batch_events: int = 100, linger_s: float = defaults.LINGER_S,
+                 metrics: CollectorMetrics | None = None,
                  clock: Callable[[], float] = time.time, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
                  encoding: str = JSON, max_backoff_s: float = 1.0) -> None:
         if max_queue_events < 1 or batch_events < 1:

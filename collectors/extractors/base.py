@@ -7,11 +7,15 @@ is pure: parsed JSON in (``dict``/``list``/``str``/``int``/``float``/``bool``/
 
 Rules common to all protocols, in one place so they cannot drift apart:
 
-* **Values.**  A feature or output value is kept as it is when it is a JSON
-  scalar (str, int, float, bool, null).  A nested value (a list or object
-  inside one feature) becomes its compact JSON text with sorted keys, so
-  equal values always give equal text and the monitor can still count it as
-  a category.
+* **Values** (:func:`scalar`).  A feature or output value is kept as it is
+  when it is a JSON scalar (str, int, float, bool, null; a subclass as its
+  base type).  A nested value (a list or object inside one feature) becomes
+  its compact JSON text with sorted keys, so equal values always give equal
+  text and the monitor can still count it as a category.  Values that only
+  the SDK is handed (Python objects, never decoded JSON): a NumPy scalar is
+  its Python scalar and an array its nested lists; a date or time (and
+  ``pandas.Timestamp``) is its ISO 8601 text; pandas' ``NA``/``NaT`` is null.
+  NumPy and pandas are recognised by duck typing, never imported.
 * **Rows.**  An instance given as an object has its keys as feature names; as
   a list, the names come from ``feature_names`` when given (which must then
   have one name per value, else ``mismatch``) or are ``f0, f1, ...``; as a
@@ -99,15 +103,49 @@ def route_path(path: str) -> str:
     return target.rstrip("/") or "/"
 
 
+def numpy_like(value: Any) -> bool:
+    """A NumPy value (or a pandas Series): converted with ``tolist()``, without importing NumPy."""
+    module = type(value).__module__
+    return (module == "numpy" or module.startswith(("numpy.", "pandas."))) and hasattr(value, "tolist")
+
+
+def _missing(value: Any) -> bool:
+    """pandas' missing markers ``NA`` and ``NaT``, which are no JSON value: null."""
+    return type(value).__name__ in ("NAType", "NaTType") and type(value).__module__.startswith("pandas.")
+
+
+def _enc_hook(value: Any) -> Any:
+    """The same rules for what sits inside a nested value."""
+    if numpy_like(value):
+        return value.tolist()
+    if _missing(value):
+        return None
+    if hasattr(value, "isoformat"):  # datetime subclasses msgspec does not take, e.g. pandas.Timestamp
+        return value.isoformat()
+    raise NotImplementedError(f"cannot write a {type(value).__name__} as JSON")
+
+
 def scalar(value: Any) -> Scalar:
-    """A JSON scalar as it is; anything nested as its compact, key-sorted JSON text."""
+    """A JSON scalar as it is; anything nested as its compact, key-sorted JSON text (see the rules)."""
     if type(value) in _SCALAR_TYPES:  # the exact types msgspec decodes to: the hot path
         return cast(Scalar, value)
-    if value is None or isinstance(value, str | bool | int | float):
-        return value
+    if numpy_like(value):
+        value = value.tolist()  # NumPy scalar -> Python scalar, array -> nested lists
+        if type(value) in _SCALAR_TYPES:
+            return cast(Scalar, value)
+    if isinstance(value, int):  # a bool is never a subclass: bool itself was taken above
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, str):
+        return str(value)
+    if _missing(value):
+        return None
+    if hasattr(value, "isoformat"):  # datetime, date, time (and pandas.Timestamp): ISO 8601 text
+        return str(value.isoformat())
     try:
-        return msgspec.json.encode(value, order="sorted").decode()
-    except (msgspec.MsgspecError, RecursionError, TypeError) as exc:
+        return msgspec.json.encode(value, enc_hook=_enc_hook, order="sorted").decode()
+    except (msgspec.MsgspecError, RecursionError, TypeError, NotImplementedError) as exc:
         detail = f"a value cannot be written as JSON text ({type(exc).__name__})"
         raise ExtractError("unknown_shape", detail) from None
 
@@ -146,13 +184,18 @@ def _default_names(n: int, prefix: str) -> tuple[str, ...]:
     return tuple(f"{prefix}{i}" for i in range(n))
 
 
+def object_fields(row: Mapping[Any, Any]) -> dict[str, Scalar]:
+    """The fields of an object (a mapping): its keys as text, its values by :func:`scalar`."""
+    # the hot path, checked in C: string keys and scalar values are kept as they are
+    if _KEY_TYPES.issuperset(map(type, row)) and _SCALAR_TYPES.issuperset(map(type, row.values())):
+        return dict(row)
+    return {str(k): scalar(v) for k, v in row.items()}
+
+
 def row_features(row: Any, feature_names: Sequence[str] | None, where: str) -> dict[str, Scalar]:
     """The features of one instance: an object's keys, or positional names for a list or a scalar."""
     if isinstance(row, dict):
-        # the hot path, checked in C: string keys and scalar values are kept as they are
-        if _KEY_TYPES.issuperset(map(type, row)) and _SCALAR_TYPES.issuperset(map(type, row.values())):
-            return dict(row)
-        return {str(k): scalar(v) for k, v in row.items()}
+        return object_fields(row)
     if isinstance(row, list):
         names = positional_names(len(row), feature_names, "f", where)
         if len(names) == len(row) and _SCALAR_TYPES.issuperset(map(type, row)):
@@ -165,7 +208,7 @@ def row_features(row: Any, feature_names: Sequence[str] | None, where: str) -> d
 def prediction_outputs(value: Any) -> dict[str, Scalar]:
     """The outputs of one prediction: ``prediction``, ``prediction_<i>`` or an object's keys."""
     if isinstance(value, dict):
-        return {str(k): scalar(v) for k, v in value.items()}
+        return object_fields(value)
     if isinstance(value, list):
         return {f"{PREDICTION}_{i}": scalar(v) for i, v in enumerate(value)}
     return {PREDICTION: scalar(value)}
