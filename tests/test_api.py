@@ -430,14 +430,25 @@ class BrokenControl(FakeControl):
         raise ValueError("secret internals\nTraceback (most recent call last): ...")
 
 
+class KeyErrorControl(FakeControl):
+    """A control with a bug: a lookup that is not about an unknown model."""
+
+    def history(self, model: str) -> list[WindowReport]:
+        return {"secret": []}[model]
+
+
+@pytest.mark.parametrize(("broken", "path", "error"), [
+    (BrokenControl, "/models", "ValueError"),
+    (KeyErrorControl, "/models/credit/history", "KeyError"),  # a bug, not an unknown model's 404
+])
 def test_an_unexpected_error_is_logged_and_answered_with_a_one_line_500(
-        caplog: pytest.LogCaptureFixture) -> None:
+        caplog: pytest.LogCaptureFixture, broken: type[FakeControl], path: str, error: str) -> None:
     with caplog.at_level(logging.ERROR, logger="monitor.service.api"):
-        response = client_for(BrokenControl()).get("/models")
+        response = client_for(broken()).get(path)
     assert response.status_code == 500
-    assert detail(response) == "internal error (ValueError); the service log has the details"
+    assert detail(response) == f"internal error ({error}); the service log has the details"
     assert "secret" not in response.text
-    assert any(record.exc_info and "GET /models" in record.getMessage() for record in caplog.records)
+    assert any(record.exc_info and f"GET {path}" in record.getMessage() for record in caplog.records)
 
 
 @pytest.mark.parametrize(("path", "method", "codes"), [
@@ -524,20 +535,3 @@ def test_a_write_before_the_service_is_connected_is_a_503_with_retry_after(
     assert response.status_code == 503
     assert response.headers["Retry-After"] == "3"  # 2.5 s, rounded up to whole seconds
     assert detail(response) == "the service is not connected to Kafka yet"
-
-
-class KeyErrorControl(FakeControl):
-    """A control with a bug: a lookup that is not about an unknown model."""
-
-    def history(self, model: str) -> list[WindowReport]:
-        return {"other": []}[model]
-
-
-def test_a_key_error_from_the_control_is_a_bug_answered_with_a_one_line_500_not_a_404(
-        caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.ERROR, logger="monitor.service.api"):
-        response = client_for(KeyErrorControl()).get("/models/credit/history")
-    assert response.status_code == 500
-    assert detail(response) == "internal error (KeyError); the service log has the details"
-    assert any(record.exc_info and "GET /models/credit/history" in record.getMessage()
-               for record in caplog.records)

@@ -85,7 +85,7 @@ class Service:
         self._last_lag = 0.0
         self._closing = False
         self._partition_of: dict[str, int | None] = {}  # model -> its predictions partition
-        self._owners_stale = False  # the configured models changed: look their partitions up
+        self._owners_stale = False  # assignment or models changed: look the partitions up
         self._owners: dict[str, str] = {}
         self._status = self.engine.status()
 
@@ -229,7 +229,7 @@ class Service:
             log.info("assigned %s; %d model(s) restored",
                      ", ".join(f"{t}[{p}]" for t, p in partitions) or "no partitions",
                      len(self.engine.models_on(partitions)))
-            self._look_up_owners()
+            self._owners_stale = True  # looked up after this poll: not from inside a callback
             self._publish()
 
     def _revoked(self, partitions: list[TopicPartition]) -> None:
@@ -263,8 +263,9 @@ class Service:
     # ---- who owns a model
 
     def _look_up_owners(self) -> None:
-        """Where each configured model's predictions go (on the polling thread: the
-        source is not thread-safe), then who owns each model this replica does not."""
+        """Where each configured model's predictions go, then who owns each model this
+        replica does not.  On the polling thread (the source is not thread-safe), between
+        polls (a metadata fetch must not run inside a rebalance callback)."""
         source = self._source
         assert source is not None
         topic = self.config.kafka.topics.predictions
