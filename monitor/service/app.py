@@ -283,16 +283,18 @@ class Service:
         owners: dict[str, str] = {}
         for model in self.engine.setups:
             partition = self._partition_of.get(model)
-            if model in self.engine.monitors or (cfg.topics.predictions, partition) in self.engine.assigned:
+            if partition is None:  # not looked up yet, or the topic's metadata is unknown
                 continue
-            where = (f"its partition of {cfg.topics.predictions}" if partition is None
-                     else f"partition {partition} of {cfg.topics.predictions}")
-            owners[model] = f"{where} is assigned to another member of group {cfg.group_id}"
+            tp = (cfg.topics.predictions, partition)
+            if model in self.engine.monitors or tp in self.engine.assigned:
+                continue
+            owners[model] = (f"partition {partition} of {cfg.topics.predictions} is assigned to "
+                             f"another member of group {cfg.group_id}")
         return owners
 
     def _monitor(self, model: str) -> ModelMonitor | None:
         """The monitor of ``model`` (hold the lock); None when the model is configured
-        and on a partition of this replica but has had no record yet.  UnknownModel or
+        but has had no record here yet and no other owner is known.  UnknownModel or
         NotOwnedHere otherwise."""
         self.config.model(model)
         monitor = self.engine.monitors.get(model)
