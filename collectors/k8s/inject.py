@@ -41,12 +41,12 @@ from typing import Any
 
 import yaml
 
+from collectors import defaults
 from monitor.errors import InputError
 
 COLLECTOR = "driftline-collector"
 PROXY_PORT_NAME = "driftline"
 METRICS_PORT_NAME = "driftline-metrics"
-DEFAULT_IMAGE = "ghcr.io/example/driftline:latest"
 NAME_LABEL = "app.kubernetes.io/name"
 VERSION_LABEL = "app.kubernetes.io/version"
 
@@ -84,12 +84,12 @@ class InjectOptions:
     ``app.kubernetes.io/name`` label (downward API); ``model_port=None`` from the first
     container's first ``containerPort``; ``sample_rate=None`` keeps the collector's default."""
 
-    image: str = DEFAULT_IMAGE
-    kafka: str = "kafka.kafka.svc:9092"
+    image: str = defaults.IMAGE
+    kafka: str = defaults.KAFKA_IN_CLUSTER
     model: str | None = None
     model_port: int | None = None
-    collector_port: int = 8081
-    metrics_port: int = 9091
+    collector_port: int = defaults.PROXY_PORT
+    metrics_port: int = defaults.METRICS_PORT
     sample_rate: float | None = None
     native_sidecar: bool = False
     cpu_request: str = "50m"
@@ -282,7 +282,7 @@ def _collector_container(model_port: int, options: InjectOptions) -> JSON:
                    else field(f"metadata.labels['{NAME_LABEL}']"))
     env: list[JSON] = [
         {"name": "DRIFTLINE_UPSTREAM", "value": f"http://127.0.0.1:{model_port}"},
-        {"name": "DRIFTLINE_LISTEN", "value": f"0.0.0.0:{options.collector_port}"},
+        {"name": "DRIFTLINE_LISTEN", "value": f"{defaults.LISTEN_HOST}:{options.collector_port}"},
         {"name": "DRIFTLINE_METRICS_PORT", "value": str(options.metrics_port)},
         {"name": "DRIFTLINE_KAFKA", "value": options.kafka},
         {"name": "DRIFTLINE_MODEL", **model},
