@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from collectors import defaults  # constants only: the rest of the collector loads when the command runs
 from monitor.cli.common import fail, host_port
 
 
@@ -23,11 +24,11 @@ def collect(
     model: Annotated[str, typer.Option(help="model name (the Kafka key)", envvar=_env("MODEL"))],
     kafka: Annotated[str, typer.Option(help="Kafka bootstrap servers", envvar=_env("KAFKA"))],
     listen: Annotated[str, typer.Option(help="HOST:PORT the proxy listens on",
-                                        envvar=_env("LISTEN"))] = "0.0.0.0:8081",
+                                        envvar=_env("LISTEN"))] = defaults.LISTEN,
     metrics_port: Annotated[int, typer.Option(help="port of /metrics and /healthz", min=0, max=65535,
-                                              envvar=_env("METRICS_PORT"))] = 9091,
+                                              envvar=_env("METRICS_PORT"))] = defaults.METRICS_PORT,
     topic: Annotated[str, typer.Option(help="predictions topic",
-                                       envvar=_env("TOPIC"))] = "driftline.predictions",
+                                       envvar=_env("TOPIC"))] = defaults.TOPIC,
     model_version: Annotated[str | None, typer.Option(help="model version (e.g. from the downward API)",
                                                       envvar=_env("MODEL_VERSION"))] = None,
     protocol: Annotated[str, typer.Option(help="auto, kserve_v1, oip_v2, mlflow or generic",
@@ -44,8 +45,9 @@ def collect(
         help="comma-separated names for positional features", envvar=_env("FEATURE_NAMES"))] = None,
     sample_rate: Annotated[float, typer.Option(help="share of requests captured, 0 to 1", min=0.0, max=1.0,
                                                envvar=_env("SAMPLE_RATE"))] = 1.0,
-    max_payload_bytes: Annotated[int, typer.Option(help="larger bodies are proxied, not captured", min=0,
-                                                   envvar=_env("MAX_PAYLOAD_BYTES"))] = 1024 * 1024,
+    max_payload_bytes: Annotated[int, typer.Option(
+        help="larger bodies are proxied, not captured", min=0,
+        envvar=_env("MAX_PAYLOAD_BYTES"))] = defaults.MAX_PAYLOAD_BYTES,
     drop_fields: Annotated[str | None, typer.Option(help="comma-separated fields never captured (PII)",
                                                     envvar=_env("DROP_FIELDS"))] = None,
     hash_fields: Annotated[str | None, typer.Option(help="comma-separated fields captured as salted hashes",
@@ -54,21 +56,22 @@ def collect(
     capture_errors: Annotated[bool, typer.Option(help="also capture non-2xx answers",
                                                  envvar=_env("CAPTURE_ERRORS"))] = False,
     queue_events: Annotated[int, typer.Option(help="events held at most while Kafka is slow or down",
-                                              min=1, envvar=_env("QUEUE_EVENTS"))] = 10_000,
+                                              min=1, envvar=_env("QUEUE_EVENTS"))] = defaults.QUEUE_EVENTS,
     drop_policy: Annotated[str, typer.Option(help="when the queue is full, drop the newest or oldest",
                                              envvar=_env("DROP_POLICY"))] = "oldest",
     batch_events: Annotated[int, typer.Option(help="events per Kafka message at most", min=1,
-                                              envvar=_env("BATCH_EVENTS"))] = 500,
+                                              envvar=_env("BATCH_EVENTS"))] = defaults.BATCH_EVENTS,
     linger: Annotated[float, typer.Option(help="seconds a message waits to fill before it is sent",
-                                          min=0.0, envvar=_env("LINGER"))] = 0.05,
-    upstream_timeout: Annotated[float, typer.Option(help="seconds to wait for the model", min=0.001,
-                                                    envvar=_env("UPSTREAM_TIMEOUT"))] = 300.0,
+                                          min=0.0, envvar=_env("LINGER"))] = defaults.LINGER_S,
+    upstream_timeout: Annotated[float, typer.Option(
+        help="seconds to wait for the model", min=0.001,
+        envvar=_env("UPSTREAM_TIMEOUT"))] = defaults.UPSTREAM_TIMEOUT_S,
     shed_overload: Annotated[bool, typer.Option(
         help="over --max-cpu, skip captures (counted as dropped, reason overload) rather than "
              "slow the model's callers", envvar=_env("SHED_OVERLOAD"))] = True,
     max_cpu: Annotated[float, typer.Option(
         help="cores the collector may use (smoothed) before it sheds captures; keep it under the "
-             "container's CPU limit", min=0.05, envvar=_env("MAX_CPU"))] = 0.8,
+             "container's CPU limit", min=0.05, envvar=_env("MAX_CPU"))] = defaults.MAX_CPU,
     log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
 ) -> None:
     """The sidecar: proxy every request to the model, capture predictions into Kafka.

@@ -10,31 +10,27 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from collectors import defaults  # constants only: the rest of the collector loads when a command runs
 from monitor.cli.common import fail, host_port
 
 if TYPE_CHECKING:  # the collector package loads only when a command runs
     from collectors.k8s.inject import InjectOptions
 
-DEFAULT_IMAGE = "ghcr.io/example/driftline:latest"
-DEFAULT_KAFKA = "kafka.kafka.svc:9092"
-DEFAULT_COLLECTOR_PORT = 8081
-DEFAULT_METRICS_PORT = 9091
-
 # The options that say how the collector is attached: declared once, shared by both
 # commands (their defaults are InjectOptions' own).
 _COLLECTOR_OPTIONS: dict[str, tuple[Any, Any]] = {
-    "image": (Annotated[str, typer.Option("--image", help="collector image")], DEFAULT_IMAGE),
+    "image": (Annotated[str, typer.Option("--image", help="collector image")], defaults.IMAGE),
     "kafka": (Annotated[str, typer.Option("--kafka", help="Kafka bootstrap servers for the collector")],
-              DEFAULT_KAFKA),
+              defaults.KAFKA_IN_CLUSTER),
     "model": (Annotated[str | None, typer.Option(
         "--model", help="model name (default: the pod's app.kubernetes.io/name label)")], None),
     "model_port": (Annotated[int | None, typer.Option(
         "--model-port", help="the model's port (default: the first containerPort)", min=1, max=65535)],
         None),
     "collector_port": (Annotated[int, typer.Option("--collector-port", help="the collector's proxy port",
-                                                   min=1, max=65535)], DEFAULT_COLLECTOR_PORT),
+                                                   min=1, max=65535)], defaults.PROXY_PORT),
     "metrics_port": (Annotated[int, typer.Option("--metrics-port", help="the collector's /metrics port",
-                                                 min=1, max=65535)], DEFAULT_METRICS_PORT),
+                                                 min=1, max=65535)], defaults.METRICS_PORT),
     "sample_rate": (Annotated[float | None, typer.Option("--sample-rate", help="share of requests captured",
                                                          min=0.0, max=1.0)], None),
     "native_sidecar": (Annotated[bool, typer.Option(
