@@ -19,11 +19,13 @@ order.  A request/response pair (:meth:`Capturer.exchange`) goes through:
 8. **the event**: a :class:`Capture` (time from ``clock``, latency in ms), handed to
    ``offer``, which never blocks and counts what it captures and drops.
 
-Each drop counts one event: the calls are not parsed, so their rows are
-unknown.  The checks are this cheap first so that a call that is not captured
-costs no parsing; the status filter comes before sampling, so ``sampled_out``
-counts only calls that would have been captured, and ``sample`` is drawn only for
-those.
+Each drop counts one event (the rows of a call are not known before it is
+parsed).  The cheap checks come first, so that a call that is not captured costs
+no parsing; the status filter comes before sampling, so ``sampled_out`` counts
+only calls that would have been captured, and ``sample`` is drawn only for those.
+A transport that must decide on the skip before the call is answered (the ASGI
+middleware, which then does not keep the bodies) takes step 1 alone,
+:meth:`Capturer.skipped`.
 
 A prediction the model logs itself (:meth:`Capturer.logged`) comes already
 extracted (the SDK turns its Python values into instances, and counts a call it
@@ -48,7 +50,7 @@ from collectors.extractors import CompiledSpec, ExtractError, FieldPolicy, Gener
 log = logging.getLogger("driftline.collector")
 
 Dropped = Literal["skipped", "sampled_out", "oversize", "overload", "unparseable"]  # counted
-NotCaptured = Literal["status", "no_instances"]  # not counted: nothing was asked of the collector
+NotCaptured = Literal["status", "no_instances"]  # not counted: an answer left out, or no rows
 Outcome = Capture | Dropped | NotCaptured
 
 
