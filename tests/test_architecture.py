@@ -11,7 +11,7 @@ OWNERS = {
     "kafka": {"monitor/service/kafka.py", "collectors/delivery/kafka.py"},
     "fastapi": {"monitor/service/api.py"},
     "starlette": {"monitor/service/api.py"},
-    "uvicorn": {"monitor/cli/main.py"},
+    "uvicorn": {"monitor/cli/serve.py"},
     "prometheus_client": {"monitor/service/export.py", "collectors/delivery/metrics.py",
                           "monitor/runtime.py"},
     "evidently": {"monitor/batch/evidently_report.py"},
