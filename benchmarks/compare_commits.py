@@ -19,7 +19,7 @@ Benchmarks (each commit's own copy of the script):
   throughput against direct (needs ``wrk`` and ``nginx-light``).
 
 Usage: python benchmarks/compare_commits.py BEFORE AFTER [--rounds 2] [--collect-duration-s 15]
-Output: the terminal and benchmarks/results/compare-<before>-<after>.txt/.json.
+Output: the terminal and benchmarks/results/compare-<before>-<after>[-<benchmarks>-x<rounds>].txt/.json.
 """
 
 from __future__ import annotations
@@ -162,6 +162,8 @@ def main() -> None:
     summary_table(("benchmark", "measure", "before", "after", "ratio"), rows)
     out = ROOT / "benchmarks" / "results"
     tag = f"compare-{shas['before']}-{shas['after']}"
+    if names != ["engine", "serve", "collect"]:  # a partial run does not overwrite a full one
+        tag += "-" + "-".join(names) + f"-x{args.rounds}"
     (out / f"{tag}.txt").write_text("\n".join(lines) + "\n")
     (out / f"{tag}.json").write_text(json.dumps({"shas": shas, "args": vars(args), "table": table,
                                                  "raw": raw}, indent=2, default=str))
