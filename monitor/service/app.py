@@ -143,7 +143,7 @@ class Service:
                 self.step()
             self.close()
         except Exception as exc:  # the consumer cannot go on: say why, let k8s restart us
-            self.failure = f"{type(exc).__name__}: {exc}"
+            self.failure = kafka.describe(exc)
             log.exception("the consumer stopped: %s", self.failure)
             self.engine.set_ready(False)
             self._publish()

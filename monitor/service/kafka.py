@@ -56,8 +56,17 @@ GROUP_TIMEOUTS = {"session_timeout_ms": 10_000, "heartbeat_interval_ms": 1_000,
                   "max_poll_interval_ms": 300_000}
 
 
+def describe(exc: BaseException) -> str:
+    """``Name: message`` of an exception, on one line, the name said once: kafka-python's
+    errors already start their ``str`` with their class name, other exceptions do not."""
+    name, text = type(exc).__name__, " ".join(str(exc).split())
+    if not text:
+        return name
+    return text if text == name or text.startswith(f"{name}:") else f"{name}: {text}"
+
+
 def _unreachable(bootstrap: str, exc: Exception) -> TemporaryError:
-    return TemporaryError(f"Kafka at {bootstrap} is not reachable: {type(exc).__name__}: {exc}")
+    return TemporaryError(f"Kafka at {bootstrap} is not reachable: {describe(exc)}")
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -174,7 +183,8 @@ class Producer:
         try:
             self._producer.flush(timeout=timeout_s)
         except KafkaError as exc:
-            raise TemporaryError(f"Kafka did not take the writes in {timeout_s:g} s: {exc}") from None
+            raise TemporaryError(f"Kafka did not take the writes in {timeout_s:g} s: "
+                                 f"{describe(exc)}") from None
 
     def close(self) -> None:
         with quiet_logger("kafka.net.transport"):  # it logs a traceback for a socket it just closed
