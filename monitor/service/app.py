@@ -78,7 +78,8 @@ class Service:
         self.engine = StreamEngine(self._setups(self.config), Topics(topics.predictions, topics.labels),
                                    max_bytes=self.config.service.max_message_bytes, clock=clock,
                                    namespace=f"{self.config.kafka.group_id}/",
-                                   load_reference=self._load_reference)
+                                   load_reference=self._load_reference,
+                                   on_reference=self._reference_taken)
         self._source: Source | None = None
         self._sink: Sink | None = None
         self._last_checkpoint = clock()
@@ -365,9 +366,12 @@ class Service:
         except ProfileError as exc:
             log.warning("model %s: the stored reference is unreadable: %s", model, exc)
             return None
-        source = f"uploaded profile ({profile.created_at or 'undated'}, {profile.rows} rows)"
-        self._uploaded[model] = (profile, source)  # kept across config reloads
-        return profile, source
+        return profile, f"uploaded profile ({profile.created_at or 'undated'}, {profile.rows} rows)"
+
+    def _reference_taken(self, model: str, profile: Profile, source: str) -> None:
+        """The engine took an uploaded ``profile`` as the model's reference: keep it
+        across config reloads.  A refused one is not kept, so a reload does not retry it."""
+        self._uploaded[model] = (profile, source)
 
     def _load_reference(self, model: str) -> tuple[Profile, str] | None:
         """The model's uploaded reference, read from the state topic (on a control record)."""

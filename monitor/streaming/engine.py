@@ -76,9 +76,11 @@ class StreamEngine:
     def __init__(self, setups: Mapping[str, ModelSetup], topics: Topics, *, max_bytes: int,
                  clock: Clock = time.time, namespace: str = "",
                  on_report: Callable[[WindowReport], None] | None = None,
-                 load_reference: Callable[[str], tuple[Profile, str] | None] | None = None) -> None:
+                 load_reference: Callable[[str], tuple[Profile, str] | None] | None = None,
+                 on_reference: Callable[[str, Profile, str], None] | None = None) -> None:
         self.namespace = namespace  # prefix of state keys: several groups may share a topic
         self._load_reference = load_reference  # model -> its uploaded reference (state topic)
+        self._on_reference = on_reference  # told of each reference taken (not of one refused)
         self.setups: dict[str, ModelSetup] = dict(setups)
         self.topics = topics
         self._max_bytes = max_bytes  # larger messages are rejected as "oversize"
@@ -311,13 +313,16 @@ class StreamEngine:
 
     def set_reference(self, model: str, profile: Profile, source: str) -> None:
         """Use ``profile`` as the model's reference from its next window on;
-        :class:`ProfileError` when it lacks a feature or types differ."""
+        :class:`ProfileError` when it lacks a feature or types differ (and then
+        ``on_reference`` is not told)."""
         setup = self.setups[model]
         probe = ModelMonitor(setup, clock=self._clock)
         probe.set_reference(profile, source)  # raises ProfileError when it does not fit
         self.setups[model] = probe.setup
         if model in self.monitors:
             self.monitors[model].set_reference(profile, source)
+        if self._on_reference is not None:
+            self._on_reference(model, profile, source)
 
     def reconfigure(self, setups: Mapping[str, ModelSetup], *, max_bytes: int | None = None
                     ) -> list[str]:
