@@ -34,6 +34,8 @@ class ModelPlan:
     reference: str | None = None  # the config's reference, when it names one
     max_categories: dict[str, int] = field(default_factory=dict)  # per-feature category caps
     performance: PerformancePlan | None = None  # target, prediction and metric bounds
+    # the model's output, monitored like a feature where the reference has its column
+    prediction: FeatureSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -91,14 +93,22 @@ def plan_for(config: Config, model: str) -> ModelPlan:
                   for name, b in (cfg.performance.metrics() if cfg.performance else {}).items()}
         perf = PerformancePlan(cfg.target.name, cfg.target.task, cfg.prediction.name,
                                cfg.prediction.type, bounds)
-    return ModelPlan(model, specs, settings, profile, str(cfg.reference.path), caps, perf)
+    prediction = None
+    if cfg.prediction is not None:
+        prediction = FeatureSpec(cfg.prediction.name, cfg.prediction.type, cfg.prediction.test,
+                                 cfg.prediction.threshold)
+    return ModelPlan(model, specs, settings, profile, str(cfg.reference.path), caps, perf,
+                     prediction)
 
 
 def load_reference(
     path: str, plan: ModelPlan, *, step: Step | None = None, created_at: str = "",
-    exact: bool = False,
+    exact: bool = False, with_prediction: bool = False,
 ) -> tuple[Profile, tuple[FeatureSpec, ...], dict[str, str], dict[str, str]]:
-    """The reference profile and the features to check against it."""
+    """The reference profile and the features to check against it.
+
+    ``with_prediction`` adds the configured prediction column, where the data
+    has it, as the service does (:mod:`monitor.streaming.setups`)."""
     if profile_io.is_profile(path):
         if step:
             step("loading reference profile")
@@ -142,6 +152,10 @@ def load_reference(
             raise InputError(f"{path}: no column can be monitored")
     else:
         specs = plan.features
+        prediction = plan.prediction
+        if (with_prediction and prediction is not None and prediction.name in frame.columns
+                and prediction.name not in {s.name for s in specs}):
+            specs = (*specs, prediction)
         absent = [s.name for s in specs if s.name not in frame.columns]
         if absent:
             raise InputError(f"{path}: no column {absent[0]!r}, which the config monitors")
@@ -204,7 +218,9 @@ def build_profile(reference_path: str, plan: ModelPlan, out: str, *, created_at:
                   step: Step | None = None) -> Profile:
     if profile_io.is_profile(reference_path):
         raise InputError(f"{reference_path}: is already a profile; give a CSV or Parquet file")
-    profile, _, _, _ = load_reference(reference_path, plan, step=step, created_at=created_at)
+    # the service monitors the prediction too: a profile to upload must hold it
+    profile, _, _, _ = load_reference(reference_path, plan, step=step, created_at=created_at,
+                                      with_prediction=True)
     if step:
         step("writing profile")
     try:
