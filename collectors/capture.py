@@ -121,6 +121,7 @@ class CaptureSettings:
     protocol: str = "auto"  # the extractor: auto (by path, then shape) or one of PROTOCOLS
     generic: GenericSpec | CompiledSpec | None = None  # the JSONPath spec of protocol "generic"
     feature_names: tuple[str, ...] | None = None  # names of features given as lists
+    output_names: tuple[str, ...] | None = None  # names of positional predictions (prediction_<i>)
     policy: FieldPolicy | None = None  # fields dropped or hashed before anything is queued
 
 
@@ -178,7 +179,8 @@ class Capturer:
         try:
             _, instances = extract(exchange.path, bytes(request), bytes(response),
                                    protocol=settings.protocol, generic=settings.generic,
-                                   feature_names=settings.feature_names)
+                                   feature_names=settings.feature_names,
+                                   output_names=settings.output_names)
         except ExtractError as exc:
             log.debug("request %s not captured: %s", exchange.request_id, exc)
             self.drops.dropped("unparseable", 1)

@@ -21,7 +21,10 @@ Rules common to all protocols, in one place so they cannot drift apart:
   have one name per value, else ``mismatch``) or are ``f0, f1, ...``; as a
   bare scalar, it is one feature, ``feature_names[0]`` or ``f0``.
 * **Predictions.**  A scalar prediction is the output ``prediction``; a list
-  gives ``prediction_0, prediction_1, ...``; an object gives its keys.
+  gives ``prediction_0, prediction_1, ...``; an object gives its keys.  These
+  positional outputs take the names of ``output_names`` when given
+  (:func:`name_outputs`: one name per value, else ``mismatch``); outputs that
+  come with names (an object's keys, OIP v2 tensors) keep theirs.
 * **Pairing.**  When the response holds a list of predictions it must have one
   per request instance (else ``mismatch``) and the i-th prediction belongs to
   the i-th instance.  An object whose values are all lists of exactly the
@@ -212,6 +215,31 @@ def prediction_outputs(value: Any) -> dict[str, Scalar]:
     if isinstance(value, list):
         return {f"{PREDICTION}_{i}": scalar(v) for i, v in enumerate(value)}
     return {PREDICTION: scalar(value)}
+
+
+def name_outputs(instances: Extraction, output_names: Sequence[str]) -> Extraction:
+    """The instances with their positional outputs (``prediction``, ``prediction_<i>``)
+    renamed by ``output_names``: ``[a]`` names a scalar prediction ``a``; ``[a, b]`` names
+    a two-value prediction ``a`` and ``b``.  A count that does not fit is a ``mismatch``;
+    named outputs (an object's keys, OIP v2 tensors) are left as they are."""
+    renamed = []
+    for instance in instances:
+        outputs = instance.outputs
+        if PREDICTION in outputs:
+            positional = [PREDICTION]
+        else:
+            positional = [f"{PREDICTION}_{i}" for i in range(len(outputs))
+                          if f"{PREDICTION}_{i}" in outputs]
+        if not positional:
+            renamed.append(instance)
+            continue
+        if len(positional) != len(output_names):
+            raise ExtractError("mismatch", f"a prediction has {len(positional)} values but output_names "
+                                           f"has {len(output_names)} names")
+        names = dict(zip(positional, output_names, strict=True))
+        renamed.append(Instance(inputs=instance.inputs,
+                                outputs={names.get(key, key): value for key, value in outputs.items()}))
+    return tuple(renamed)
 
 
 def columns_to_rows(columns: Mapping[str, Any], where: str) -> list[dict[str, Any]]:

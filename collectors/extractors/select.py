@@ -36,7 +36,7 @@ from typing import Any
 
 import msgspec
 
-from collectors.extractors.base import ExtractError, Extraction, Extractor, describe, route_path
+from collectors.extractors.base import ExtractError, Extraction, Extractor, describe, name_outputs, route_path
 from collectors.extractors.generic import CompiledSpec, Generic, GenericSpec, compile_spec
 from collectors.extractors.kserve_v1 import KServeV1
 from collectors.extractors.mlflow import MLflow
@@ -83,20 +83,23 @@ def _extractors(feature_names: Sequence[str] | None) -> dict[str, Extractor]:
 
 def extract(path: str, request_body: bytes, response_body: bytes, *, protocol: str = AUTO,
             generic: GenericSpec | CompiledSpec | None = None,
-            feature_names: Sequence[str] | None = None) -> tuple[str, Extraction]:
+            feature_names: Sequence[str] | None = None,
+            output_names: Sequence[str] | None = None) -> tuple[str, Extraction]:
     """The protocol used and the instances of one call (see the module doc for the rules).
 
     ``generic`` describes a server of no known protocol (required with
     ``protocol="generic"``); a :class:`GenericSpec` is compiled once and
     cached.  ``feature_names`` names the values of instances given as lists
-    (and the columns of a single OIP v2 input tensor).  Raises
+    (and the columns of a single OIP v2 input tensor); ``output_names`` names
+    positional predictions (:func:`~collectors.extractors.base.name_outputs`).  Raises
     :class:`ExtractError` for a payload, :class:`monitor.errors.UsageError`
     for arguments that do not fit together.
     """
     if protocol != AUTO and protocol not in PROTOCOLS:
         raise UsageError(f"unknown protocol {protocol!r}; expected auto or one of {', '.join(PROTOCOLS)}")
-    if isinstance(feature_names, str):
-        raise UsageError("feature_names must be a sequence of names, not one string")
+    for what, given in (("feature_names", feature_names), ("output_names", output_names)):
+        if isinstance(given, str):
+            raise UsageError(f"{what} must be a sequence of names, not one string")
     names = None if feature_names is None else tuple(feature_names)
     compiled = compile_spec(generic) if isinstance(generic, GenericSpec) else generic
     if protocol == "generic" and compiled is None:
@@ -122,4 +125,7 @@ def extract(path: str, request_body: bytes, response_body: bytes, *, protocol: s
     if chosen is None:
         raise ExtractError("unknown_shape", f"cannot tell the protocol of a request to {route_path(path)!r}: "
                                             f"the body is {describe(request)}")
-    return chosen.name, chosen.extract(request, response)
+    instances = chosen.extract(request, response)
+    if output_names:
+        instances = name_outputs(instances, output_names)
+    return chosen.name, instances

@@ -57,6 +57,7 @@ MODEL_PORT_ANNOTATION = "driftline.io/model-port"
 SAMPLE_RATE_ANNOTATION = "driftline.io/sample-rate"
 IMAGE_ANNOTATION = "driftline.io/image"
 NATIVE_SIDECAR_ANNOTATION = "driftline.io/native-sidecar"
+OUTPUT_NAMES_ANNOTATION = "driftline.io/output-names"
 
 WORKLOAD_KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "Pod"})
 _RUNS_TO_COMPLETION = frozenset({"Never", "OnFailure"})
@@ -82,7 +83,8 @@ def _cores(quantity: str) -> float:
 class InjectOptions:
     """How the collector is attached.  ``model=None`` takes the model name from the pod's
     ``app.kubernetes.io/name`` label (downward API); ``model_port=None`` from the first
-    container's first ``containerPort``; ``sample_rate=None`` keeps the collector's default."""
+    container's first ``containerPort``; ``sample_rate=None`` keeps the collector's default;
+    ``output_names`` names the model's positional predictions (``collect --output-names``)."""
 
     image: str = defaults.IMAGE
     kafka: str = defaults.KAFKA_IN_CLUSTER
@@ -91,6 +93,7 @@ class InjectOptions:
     collector_port: int = defaults.PROXY_PORT
     metrics_port: int = defaults.METRICS_PORT
     sample_rate: float | None = None
+    output_names: tuple[str, ...] | None = None
     native_sidecar: bool = False
     cpu_request: str = "50m"
     memory_request: str = "64Mi"
@@ -112,6 +115,11 @@ class InjectOptions:
                 isinstance(self.sample_rate, int | float) and not isinstance(self.sample_rate, bool)
                 and 0.0 <= self.sample_rate <= 1.0):
             raise InputError(f"sample_rate must be between 0 and 1; got {self.sample_rate!r}")
+        if self.output_names is not None and not (
+                self.output_names and all(isinstance(n, str) and n.strip() and "," not in n
+                                          for n in self.output_names)):
+            raise InputError(f"output_names must be non-empty names without commas; "
+                             f"got {self.output_names!r}")
         if self.cpu_limit is not None:
             _cores(self.cpu_limit)
 
@@ -119,7 +127,8 @@ class InjectOptions:
     def from_annotations(cls, annotations: Mapping[str, Any] | None,
                          base: InjectOptions | None = None) -> InjectOptions:
         """``base`` (default: the defaults) overridden by a pod's ``driftline.io/*`` annotations:
-        ``model``, ``kafka``, ``model-port``, ``sample-rate``, ``image``, ``native-sidecar``.
+        ``model``, ``kafka``, ``model-port``, ``sample-rate``, ``image``, ``native-sidecar``,
+        ``output-names`` (comma-separated).
         An invalid value raises :class:`InputError` naming the annotation."""
         base = base if base is not None else cls()
         annotations = annotations or {}
@@ -147,6 +156,12 @@ class InjectOptions:
                 raise InputError(f"annotation {SAMPLE_RATE_ANNOTATION} must be a number between 0 and 1; "
                                  f"got {text!r}")
             changes["sample_rate"] = rate
+        if OUTPUT_NAMES_ANNOTATION in annotations:
+            names = tuple(n.strip() for n in _text(annotations[OUTPUT_NAMES_ANNOTATION]).split(","))
+            if not all(names):
+                raise InputError(f"annotation {OUTPUT_NAMES_ANNOTATION} must be comma-separated names; "
+                                 f"got {_text(annotations[OUTPUT_NAMES_ANNOTATION])!r}")
+            changes["output_names"] = names
         if NATIVE_SIDECAR_ANNOTATION in annotations:
             changes["native_sidecar"] = _flag(annotations[NATIVE_SIDECAR_ANNOTATION],
                                               NATIVE_SIDECAR_ANNOTATION)
@@ -292,6 +307,8 @@ def _collector_container(model_port: int, options: InjectOptions) -> JSON:
     ]
     if options.sample_rate is not None:
         env.append({"name": "DRIFTLINE_SAMPLE_RATE", "value": repr(float(options.sample_rate))})
+    if options.output_names is not None:
+        env.append({"name": "DRIFTLINE_OUTPUT_NAMES", "value": ",".join(options.output_names)})
     limits: JSON = {"memory": options.memory_limit}
     if options.cpu_limit is not None:
         limits["cpu"] = options.cpu_limit

@@ -104,6 +104,7 @@ class ProxySettings:
     protocol: str = "auto"
     generic: GenericSpec | None = None
     feature_names: tuple[str, ...] | None = None
+    output_names: tuple[str, ...] | None = None
     policy: FieldPolicy | None = None
     upstream_timeout_s: float = defaults.UPSTREAM_TIMEOUT_S
     pool_size: int = 256
@@ -118,7 +119,8 @@ class ProxySettings:
         return CaptureSettings(model=self.model, model_version=self.model_version,
                                sample_rate=self.sample_rate, capture_errors=self.capture_errors,
                                protocol=self.protocol, generic=self.generic,
-                               feature_names=self.feature_names, policy=self.policy)
+                               feature_names=self.feature_names, output_names=self.output_names,
+                               policy=self.policy)
 
 
 class Client(Writer, asyncio.Protocol):

@@ -71,7 +71,7 @@ class DriftlineMiddleware:
     * once the response is complete, runs the pair through the capture pipeline
       (:meth:`collectors.capture.Capturer.exchange`): with a 2xx status (any status with
       ``capture_errors``), sampled, extracted with :func:`collectors.extractors.extract`
-      (``protocol``, ``generic``, ``feature_names`` as for the sidecar) and queued.
+      (``protocol``, ``generic``, ``feature_names``, ``output_names`` as for the sidecar) and queued.
       A payload that cannot be parsed is counted (``unparseable``), never an error for the
       app or the client.
 
@@ -83,20 +83,23 @@ class DriftlineMiddleware:
 
     def __init__(self, app: ASGIApp, *, collector: Collector, protocol: str = "auto",
                  feature_names: Sequence[str] | None = None, generic: GenericSpec | None = None,
+                 output_names: Sequence[str] | None = None,
                  max_payload_bytes: int = defaults.MAX_PAYLOAD_BYTES, capture_errors: bool = False,
                  methods: Iterable[str] = ("POST",)) -> None:
         if protocol != "auto" and protocol not in PROTOCOLS:
             raise ValueError(f"unknown protocol {protocol!r}; expected auto or one of {', '.join(PROTOCOLS)}")
         if protocol == "generic" and generic is None:
             raise ValueError("protocol 'generic' needs a generic spec")
-        if isinstance(feature_names, str):
-            raise ValueError("feature_names must be a sequence of names, not one string")
+        for what, given in (("feature_names", feature_names), ("output_names", output_names)):
+            if isinstance(given, str):
+                raise ValueError(f"{what} must be a sequence of names, not one string")
         if max_payload_bytes < 0:
             raise ValueError("max_payload_bytes must not be negative")
         self.app = app
         self.collector = collector
         self.capturer = collector.capturer(
             protocol=protocol, feature_names=None if feature_names is None else tuple(feature_names),
+            output_names=None if output_names is None else tuple(output_names),
             generic=None if generic is None else compile_spec(generic),  # a bad spec fails here, once
             capture_errors=capture_errors)
         self.max_payload_bytes = max_payload_bytes

@@ -258,14 +258,16 @@ class Collector:
         return rid
 
     def capturer(self, *, protocol: str = "auto", generic: GenericSpec | CompiledSpec | None = None,
-                 feature_names: tuple[str, ...] | None = None, capture_errors: bool = False) -> Capturer:
+                 feature_names: tuple[str, ...] | None = None, output_names: tuple[str, ...] | None = None,
+                 capture_errors: bool = False) -> Capturer:
         """A capture pipeline (:mod:`collectors.capture`) of request/response pairs of this
         collector's model, with its sampling, field policy, metrics and queue: what
         :class:`~collectors.sdk.DriftlineMiddleware` captures with.  ``protocol``, ``generic``,
-        ``feature_names`` and ``capture_errors`` say how the pairs are read, as for the sidecar."""
+        ``feature_names``, ``output_names`` and ``capture_errors`` say how the pairs are read, as
+        for the sidecar."""
         own = self._capturer
         settings = replace(own.settings, protocol=protocol, generic=generic, feature_names=feature_names,
-                           capture_errors=capture_errors)
+                           output_names=output_names, capture_errors=capture_errors)
         return Capturer(settings, own.drops, own.offer, clock=own.clock, sample=own.sample)
 
     def _offer(self, capture: Capture) -> None:

@@ -43,6 +43,9 @@ def collect(
         help="generic protocol: JSONPath of the response's outputs", envvar=_env("GENERIC_OUTPUTS"))] = None,
     feature_names: Annotated[str | None, typer.Option(
         help="comma-separated names for positional features", envvar=_env("FEATURE_NAMES"))] = None,
+    output_names: Annotated[str | None, typer.Option(
+        help="comma-separated names for positional predictions (default: prediction, or "
+             "prediction_0, prediction_1, ...)", envvar=_env("OUTPUT_NAMES"))] = None,
     sample_rate: Annotated[float, typer.Option(help="share of requests captured, 0 to 1", min=0.0, max=1.0,
                                                envvar=_env("SAMPLE_RATE"))] = 1.0,
     max_payload_bytes: Annotated[int, typer.Option(
@@ -106,11 +109,13 @@ def collect(
     drop, hashed = _names(drop_fields), _names(hash_fields)
     policy = FieldPolicy(drop=drop, hash=hashed, salt=hash_salt.encode()) if drop or hashed else None
     names = tuple(n.strip() for n in (feature_names or "").split(",") if n.strip()) or None
+    outputs = tuple(n.strip() for n in (output_names or "").split(",") if n.strip()) or None
     settings = SidecarSettings(
         proxy=ProxySettings(upstream=upstream, model=model, model_version=model_version,
                             sample_rate=sample_rate, max_payload_bytes=max_payload_bytes,
                             capture_errors=capture_errors, protocol=protocol, generic=generic,
-                            feature_names=names, policy=policy, upstream_timeout_s=upstream_timeout,
+                            feature_names=names, output_names=outputs, policy=policy,
+                            upstream_timeout_s=upstream_timeout,
                             shed_overload=shed_overload, max_cpu=max_cpu),
         listen_host=host, listen_port=port, metrics_port=metrics_port, kafka=kafka, topic=topic,
         queue_events=queue_events, drop=drop_policy,  # type: ignore[arg-type]
