@@ -14,7 +14,8 @@ from monitor.service.app import Service
 from monitor.streaming.engine import REFERENCE_KEY
 from tests.conftest import make_frame
 from tests.kafka_twin import KafkaTwin
-from tests.test_service_commit_order import FEATURES, GROUP, STATE, Clock, write_config
+from tests.test_api import client_for
+from tests.test_service_commit_order import FEATURES, GROUP, LAB, PRED, STATE, Clock, write_config
 
 
 def test_a_stored_reference_the_engine_refuses_is_not_kept_so_a_config_reload_does_not_retry_it(
@@ -34,3 +35,47 @@ def test_a_stored_reference_the_engine_refuses_is_not_kept_so_a_config_reload_do
 
     assert result["reloaded"] is True
     assert service.engine.setups["m1"].reference_source.endswith("reference.parquet")
+
+
+# --------------------------------------------------------------------------- ownership
+
+
+def test_with_every_partition_assigned_and_no_event_yet_the_replica_owns_the_model_and_says_no_window_yet(
+        tmp_path: Path) -> None:
+    service = Service(write_config(tmp_path, ["m1"]), KafkaTwin({"m1": 1}), clock=Clock())
+    client = client_for(service)
+    service.connect()
+    service.step()  # every partition assigned; nothing produced
+
+    assert client.get("/readyz").json()["detail"] == "ready; this replica owns 1 of 1 configured models"
+    assert client.get("/models").json()["models"][0]["owned"] is True
+    response = client.get("/models/m1/drift")
+    assert response.status_code == 404
+    assert response.json()["detail"] == ("model 'm1' has no evaluated window yet: 0 rows in the "
+                                         "first window, 0% full")
+
+
+def test_two_members_splitting_the_partitions_each_own_the_models_keyed_to_theirs_before_any_event(
+        tmp_path: Path) -> None:
+    config = write_config(tmp_path, ["m1", "m2"])
+    placement = {"m1": 0, "m2": 1}
+    members = {}
+    for keeps in (0, 1):  # one twin per member: each sees the group from its side
+        twin = KafkaTwin(placement)
+        service = Service(config, twin, clock=Clock())
+        service.connect()
+        twin.rebalance(revoke=[(PRED, 1 - keeps), (LAB, 1 - keeps)])
+        service.step()
+        service.step()
+        members[keeps] = client_for(service)
+
+    for keeps, client in members.items():
+        owned = {m["name"]: m["owned"] for m in client.get("/models").json()["models"]}
+        mine, theirs = ("m1", "m2") if keeps == 0 else ("m2", "m1")
+        assert owned == {mine: True, theirs: False}
+        assert client.get("/readyz").json()["detail"] == "ready; this replica owns 1 of 2 configured models"
+        assert "no evaluated window yet" in client.get(f"/models/{mine}/drift").json()["detail"]
+        assert client.get(f"/models/{theirs}/drift").json()["detail"] == (
+            f"model '{theirs}' is owned by another monitor replica (partition {1 - keeps} of preds is "
+            "assigned to another member of group g); ask that replica, or read the model's "
+            "Prometheus metrics")

@@ -156,9 +156,9 @@ class Service:
         time windows, and checkpoint then commit when the interval has passed."""
         source, sink = self._source, self._sink
         assert source is not None and sink is not None, "connect() first"
-        if self._owners_stale:
-            self._look_up_owners()
         records = source.poll(timeout_s)
+        if self._owners_stale:  # after the poll: an assignment made in it is seen at once
+            self._look_up_owners()
         offsets: dict[TopicPartition, int] | None = None
         with self._lock:
             for letter in self.engine.process(records):
@@ -264,8 +264,10 @@ class Service:
     # ---- who owns a model
 
     def _look_up_owners(self) -> None:
-        """Where each configured model's predictions go, then who owns each model this
-        replica does not.  On the polling thread (the source is not thread-safe), between
+        """Where each configured model's predictions go (producers key them by model
+        name, so Kafka's default partitioner decides), which models this replica owns
+        from its assignment alone (before their first record), and who owns each
+        model this replica does not.  On the polling thread (the source is not thread-safe), between
         polls (a metadata fetch must not run inside a rebalance callback)."""
         source = self._source
         assert source is not None
@@ -273,7 +275,12 @@ class Service:
         with self._lock:
             self._partition_of = {model: source.partition_for(topic, model)
                                   for model in self.engine.setups}
-            self._owners_stale = False
+            # the metadata may not be there yet: look again after the next poll
+            self._owners_stale = None in self._partition_of.values()
+            for model, partition in self._partition_of.items():
+                if partition is not None and self.engine.adopt(model, (topic, partition)):
+                    log.info("model %s: owned here (%s[%d] is assigned here); no window yet",
+                             model, topic, partition)
             self._owners = self._owners_now()
             self._publish()
 

@@ -119,7 +119,7 @@ class GroupConsumer:
     def partition_for(self, topic: str, key: str) -> int | None:
         """As kafka-python's default partitioner (murmur2 of the key), which the
         collector uses; None while the topic's metadata is unknown."""
-        partitions = sorted(self._consumer.partitions_for_topic(topic))
+        partitions = sorted(self._consumer.partitions_for_topic(topic) or ())
         if not partitions:
             return None
         return int(partitions[(murmur2(key.encode()) & 0x7FFFFFFF) % len(partitions)])

@@ -231,6 +231,17 @@ class StreamEngine:
 
     # ---- partitions and checkpoints
 
+    def adopt(self, model: str, tp: TopicPartition) -> bool:
+        """Own ``model`` before its first record: its predictions go to ``tp`` (as the
+        producers' partitioner puts them), which is assigned here.  It gets an empty
+        monitor (shown as owned, with no window yet) and is checkpointed with ``tp``.
+        False when there is nothing to do."""
+        if model not in self.setups or model in self.monitors or tp not in self.assigned:
+            return False
+        self._monitor(model)
+        self._partitions.setdefault(model, set()).add(tp)
+        return True
+
     def models_on(self, partitions: Iterable[TopicPartition]) -> list[str]:
         wanted = set(partitions)
         return sorted(m for m, tps in self._partitions.items() if tps & wanted)
