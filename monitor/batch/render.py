@@ -64,8 +64,14 @@ def print_table(report: DriftReport, out: IO[str], notes: list[str] | None = Non
     from rich.console import Console  # only the table needs rich
     from rich.table import Table
 
+    class _Console(Console):
+        def on_broken_pipe(self) -> None:
+            # rich's default exits 1, which would read as "drift": let the caller decide
+            self.quiet = True
+            raise BrokenPipeError
+
     width = None if out.isatty() else 140
-    console = Console(file=out, highlight=False, soft_wrap=False, width=width)
+    console = _Console(file=out, highlight=False, soft_wrap=False, width=width)
     verdict = "[bold red]DRIFT DETECTED[/]" if report.drift_detected else "[bold green]no drift[/]"
     title = f"{report.model + ': ' if report.model else ''}{verdict}  "
     title += f"{report.drifted_features}/{report.total_features} features drifted "

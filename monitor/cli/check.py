@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from monitor.cli.common import EXIT_DRIFT, EXIT_ERROR, EXIT_OK, fail, now
+from monitor.cli.common import EXIT_DRIFT, EXIT_ERROR, EXIT_OK, fail, now, reader_may_leave
 
 
 class OutputFormat(StrEnum):
@@ -101,25 +101,27 @@ def check(
     with _Steps(sys.stderr.isatty() and _large(reference, current), 2 * width + 5) as step:
         result = batch.run_check(reference, current, plan, step=step, evaluated_at=now())
     report = result.report
-    if out_format is OutputFormat.json:
-        extra: dict[str, object] = {"inferred_types": bool(result.inferred)}
-        if result.skipped:
-            extra["skipped_columns"] = result.skipped
-        if result.performance is not None:
-            extra["performance"] = result.performance.to_dict()
-        elif result.performance_note:
-            extra["performance"] = {"note": result.performance_note}
-        typer.echo(render.report_json(report, extra))
-    else:
-        notes = []
-        if result.inferred:
-            notes.append("feature types inferred from the reference: " + ", ".join(
-                f"{f.name}={f.type}" for f in report.features))
-        for column, why in result.skipped.items():
-            notes.append(f"not monitored: {column} ({why})")
-        notes.extend(render.performance_lines(result.performance, result.performance_note))
-        render.print_table(report, sys.stdout, notes)
-    raise typer.Exit(EXIT_DRIFT if report.drift_detected else EXIT_OK)
+    verdict = EXIT_DRIFT if report.drift_detected else EXIT_OK
+    with reader_may_leave():  # `| head -1` must not change the verdict's exit code
+        if out_format is OutputFormat.json:
+            extra: dict[str, object] = {"inferred_types": bool(result.inferred)}
+            if result.skipped:
+                extra["skipped_columns"] = result.skipped
+            if result.performance is not None:
+                extra["performance"] = result.performance.to_dict()
+            elif result.performance_note:
+                extra["performance"] = {"note": result.performance_note}
+            typer.echo(render.report_json(report, extra))
+        else:
+            notes = []
+            if result.inferred:
+                notes.append("feature types inferred from the reference: " + ", ".join(
+                    f"{f.name}={f.type}" for f in report.features))
+            for column, why in result.skipped.items():
+                notes.append(f"not monitored: {column} ({why})")
+            notes.extend(render.performance_lines(result.performance, result.performance_note))
+            render.print_table(report, sys.stdout, notes)
+    raise typer.Exit(verdict)
 
 
 def profile(

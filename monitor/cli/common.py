@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 import typer
@@ -18,6 +22,28 @@ def fail(message: str) -> typer.Exit:
     """Print ``driftline: error: <message>`` on stderr; raise the returned Exit (code 2)."""
     typer.echo(f"driftline: error: {message}", err=True)
     return typer.Exit(EXIT_ERROR)
+
+
+@contextmanager
+def reader_may_leave() -> Iterator[None]:
+    """Output on stdout whose reader may stop reading early (``| head -1``): a closed pipe
+    ends the output quietly and the command's exit code keeps its meaning.  The Python
+    docs' recipe (signal module, "Note on SIGPIPE"): stdout becomes /dev/null, so the
+    interpreter's own flush at exit does not fail either."""
+    try:
+        yield
+        sys.stdout.flush()
+    except BrokenPipeError:
+        silence_stdout()
+
+
+def silence_stdout() -> None:
+    """Point the stdout file descriptor at /dev/null (its reader has gone)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)
 
 
 def host_port(text: str, what: str) -> tuple[str, int]:

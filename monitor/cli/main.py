@@ -15,7 +15,7 @@ import typer
 from typer.exceptions import TyperException
 
 from monitor.cli import check, collect, demo, k8s, serve
-from monitor.cli.common import EXIT_ERROR, EXIT_OK
+from monitor.cli.common import EXIT_ERROR, EXIT_OK, silence_stdout
 from monitor.errors import DriftlineError, one_line
 
 app = typer.Typer(
@@ -51,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_ERROR
     except TyperException as exc:  # click's UsageError, NoSuchOption, BadParameter, ...
         return _usage_error(exc)
+    except BrokenPipeError:  # stdout's reader left (`| head`); check keeps its verdict itself
+        silence_stdout()
+        return EXIT_OK
     except KeyboardInterrupt:
         typer.echo("driftline: interrupted", err=True)
         return 130
