@@ -7,15 +7,30 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from monitor.batch.tabular import profile_frame
 from monitor.engine import profile_codec
 from monitor.service.app import Service
 from monitor.streaming.engine import REFERENCE_KEY
 from tests.conftest import make_frame
-from tests.kafka_twin import KafkaTwin
+from tests.kafka_twin import Crash, KafkaTwin
 from tests.test_api import client_for
-from tests.test_service_commit_order import FEATURES, GROUP, LAB, PRED, STATE, Clock, write_config
+from tests.test_export import render
+from tests.test_service_commit_order import (
+    FEATURES,
+    GROUP,
+    INTERVAL_S,
+    LAB,
+    PRED,
+    STATE,
+    Clock,
+    drain,
+    interleaved,
+    produce,
+    write_config,
+)
 
 
 def test_a_stored_reference_the_engine_refuses_is_not_kept_so_a_config_reload_does_not_retry_it(
@@ -79,3 +94,41 @@ def test_two_members_splitting_the_partitions_each_own_the_models_keyed_to_their
             f"model '{theirs}' is owned by another monitor replica (partition {1 - keeps} of preds is "
             "assigned to another member of group g); ask that replica, or read the model's "
             "Prometheus metrics")
+
+
+# --------------------------------------------------------------------------- exact event counts
+
+
+def _counters(service: Service, name: str) -> dict[str, float]:
+    families = text_string_to_metric_families(render(service.status()))
+    return {s.labels["model"]: s.value for f in families for s in f.samples if s.name == name}
+
+
+def test_after_a_crash_and_a_replay_the_windowed_event_counter_equals_the_distinct_events(
+        tmp_path: Path, rng: np.random.Generator) -> None:
+    config = write_config(tmp_path, ["m1", "m2"])
+    stream = interleaved(["m1", "m2"], rng, 400)  # 16 messages of 25 events per model
+    twin, clock = KafkaTwin({"m1": 0, "m2": 0}), Clock()
+    first = Service(config, twin, clock=clock)
+    first.connect()
+    produce(twin, stream[:12])
+    drain(first, twin)
+    clock.advance(INTERVAL_S)
+    first.step()  # a whole checkpoint at offset 12
+    produce(twin, stream[12:24])
+    drain(first, twin)
+    clock.advance(INTERVAL_S)
+    twin.crash_on_send(STATE, after=1)  # m1's checkpoint is written (at 24), m2's is not (12)
+    with pytest.raises(Crash):
+        first.step()
+
+    restarted = Service(config, twin, clock=clock)
+    restarted.connect()
+    produce(twin, stream[24:])
+    drain(restarted, twin)
+
+    assert _counters(restarted, "driftline_events_windowed_total") == {"m1": 400.0, "m2": 400.0}
+    # this process's own count: m2's events 150-300 were replayed (first taken by the crashed one)
+    consumed = {"m1": 400.0 - 300, "m2": 400.0 - 150}
+    assert _counters(restarted, "driftline_events_consumed_total") == consumed
+    assert _counters(restarted, "driftline_events_total") == consumed

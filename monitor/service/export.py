@@ -140,15 +140,28 @@ class StatusCollector:
         yield from (score, p_value, drifted, share, dataset, performance)
 
     def _throughput(self, status: ServiceStatus) -> Iterator[Metric]:
-        events = _counter(
-            "events_total",
-            "Prediction events consumed for the model by this replica.",
-            _M)
         counts = dict.fromkeys(status.configured_models, 0)
         counts.update(status.events_total)
-        for name, count in counts.items():
-            events.add_metric([name], float(count))
-        yield events
+        # two names, one value: driftline_events_total is the contract name
+        for metric in ("events_total", "events_consumed_total"):
+            consumed = _counter(
+                metric,
+                "Prediction events this process took into the model's windows since it started; "
+                "events replayed after a crash or a rebalance count again (use it for rates; "
+                "driftline_events_windowed_total is the exact count).",
+                _M)
+            for name, count in counts.items():
+                consumed.add_metric([name], float(count))
+            yield consumed
+        windowed = _counter(
+            "events_windowed_total",
+            "Distinct prediction events in the model's windowed state, each counted once: restored "
+            "from the checkpoint, so a replay after a crash or a rebalance does not count again; "
+            "shown by the replica that owns the model.",
+            _M)
+        for name, model in status.models.items():
+            windowed.add_metric([name], float(model.events_total))
+        yield windowed
 
         invalid_counts = {(model, reason): 0
                           for model in status.configured_models for reason in INVALID_REASONS}

@@ -358,6 +358,7 @@ class StreamEngine:
                 else:
                     fresh = ModelMonitor(setup, clock=self._clock)
                     fresh.history.extend(monitor.history)
+                    fresh.events = monitor.events  # the exact count goes on
                     self.monitors[model] = fresh
                     changes.append(f"model {model}: window, features or profile settings "
                                    "changed; its open window restarts")
