@@ -138,6 +138,14 @@ def test_events_are_counted_for_every_configured_model() -> None:
     }
 
 
+def test_events_consumed_repeat_events_total_and_the_windowed_count_is_shown_for_owned_models_only(
+        ) -> None:
+    text = render(full_status())
+    assert series(text, "driftline_events_consumed_total") == series(text, "driftline_events_total")
+    assert series(text, "driftline_events_windowed_total") == {
+        by(("model", "credit")): 620.0, by(("model", "churn")): 12.0}
+
+
 def test_every_configured_model_and_reason_has_an_invalid_counter_from_zero() -> None:
     got = series(render(full_status()), "driftline_events_invalid_total")
     expected = {by(("model", m), ("reason", r)): 0.0
@@ -237,7 +245,7 @@ def test_no_label_value_comes_from_outside_the_status() -> None:
 def test_every_counter_ends_in_total_in_both_formats() -> None:
     text = render(full_status())
     counters = re.findall(r"^# TYPE (\S+) counter$", text, flags=re.MULTILINE)
-    assert len(counters) == 5
+    assert len(counters) == 7
     assert all(name.endswith("_total") for name in counters)
     openmetrics = render(full_status(), "application/openmetrics-text; version=1.0.0")
     for family in openmetrics_families(openmetrics):  # type: ignore[no-untyped-call]
@@ -250,7 +258,8 @@ def test_every_metric_has_the_driftline_prefix_and_a_help_text() -> None:
     assert {family.name for family in families} == {
         "driftline_" + name for name in (
             "feature_drift_score", "feature_drift_p_value", "feature_drifted", "dataset_drifted_share",
-            "dataset_drift", "model_performance", "events", "events_invalid", "window_rows",
+            "dataset_drift", "model_performance", "events", "events_consumed", "events_windowed",
+            "events_invalid", "window_rows",
             "window_fill_ratio", "last_evaluation_timestamp_seconds", "consumer_lag_messages",
             "checkpoint_age_seconds", "evaluation_duration_seconds", "labels_joined", "labels_unmatched",
             "label_join_evictions", "label_join_buffer_size", "schema_unknown_fields", "ready")}
