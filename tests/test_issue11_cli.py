@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -50,3 +51,24 @@ def test_check_piped_into_head_exits_with_its_verdict(current, verdict):
     first, status = done.stdout.splitlines()
     assert ("DRIFT DETECTED" in first) == bool(verdict)
     assert status == f"rc={verdict}" and done.stderr == ""
+
+
+def test_without_a_config_the_json_model_is_null_and_skipped_columns_name_why(tables, tmp_path, capsys):
+    import pandas as pd
+
+    frame = pd.read_parquet(tables["ref"])
+    frame["id"] = [f"row-{i}" for i in range(len(frame))]
+    ref = tmp_path / "with_id.parquet"
+    frame.to_parquet(ref)
+    code, out, err = run(["check", "-r", str(ref), "-c", str(ref), "--format", "json"], capsys)
+    body = json.loads(out)
+    assert code == 0, err
+    assert body["model"] is None and next(iter(body)) == "model"
+    assert list(body["skipped_columns"]) == ["id"] and "identifier" in body["skipped_columns"]["id"]
+
+
+def test_the_readme_documents_every_top_level_key_of_the_check_json():
+    readme = (ROOT / "README.md").read_text()
+    for key in ("model", "inferred_types", "skipped_columns", "performance"):
+        assert f"`{key}`" in readme or f'"{key}"' in readme
+    assert "null without `--config`" in readme

@@ -104,7 +104,9 @@ def check(
     verdict = EXIT_DRIFT if report.drift_detected else EXIT_OK
     with reader_may_leave():  # `| head -1` must not change the verdict's exit code
         if out_format is OutputFormat.json:
-            extra: dict[str, object] = {"inferred_types": bool(result.inferred)}
+            # no config, no model name: null rather than "" (body keeps the key's place)
+            extra: dict[str, object] = {"model": report.model or None,
+                                        "inferred_types": bool(result.inferred)}
             if result.skipped:
                 extra["skipped_columns"] = result.skipped
             if result.performance is not None:
