@@ -132,3 +132,28 @@ def test_after_a_crash_and_a_replay_the_windowed_event_counter_equals_the_distin
     consumed = {"m1": 400.0 - 300, "m2": 400.0 - 150}
     assert _counters(restarted, "driftline_events_consumed_total") == consumed
     assert _counters(restarted, "driftline_events_total") == consumed
+
+
+# --------------------------------------------------------------------------- the report after a restart
+
+
+def test_the_latest_windows_report_is_served_after_a_restart_before_the_next_window_closes(
+        tmp_path: Path, rng: np.random.Generator) -> None:
+    config = write_config(tmp_path, ["m1"])
+    twin, clock = KafkaTwin({"m1": 0}), Clock()
+    first = Service(config, twin, clock=clock)
+    first.connect()
+    produce(twin, interleaved(["m1"], rng, 150))  # one window of 100 closes, 50 rows stay open
+    drain(first, twin)
+    assert first.engine.monitors["m1"].latest_window is not None
+    first.close()  # checkpointed
+
+    restarted = Service(config, twin, clock=clock)
+    restarted.connect()
+    restarted.step()
+
+    monitor = restarted.engine.monitors["m1"]
+    assert monitor.latest_window is not None and monitor.latest_window.rows == 100
+    response = client_for(restarted).get("/models/m1/report")
+    assert response.status_code == 200, response.text
+    assert "<html" in response.text.lower()

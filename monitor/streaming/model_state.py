@@ -14,6 +14,7 @@ model between replicas.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections import deque
@@ -24,6 +25,7 @@ from typing import Any
 
 import msgspec
 
+from monitor.engine import profile_codec
 from monitor.engine.analysis import DriftReport, DriftSettings, FeatureSpec, analyze
 from monitor.engine.performance.check import PerformancePlan, PerformanceResult
 from monitor.engine.profiles import Profile, ProfileSettings
@@ -35,6 +37,10 @@ from monitor.wire.decode import LabelBatch, PredictionBatch
 
 Clock = Callable[[], float]
 SNAPSHOT_VERSION = 1
+#: the latest window's profile goes into the checkpoint up to this size (a window of
+#: ``exact_cap`` values per feature); a larger one is left out, and logged
+MAX_LATEST_WINDOW_BYTES = 16 * 1024 * 1024
+log = logging.getLogger("driftline.engine")
 
 
 @dataclass(frozen=True)
@@ -106,7 +112,7 @@ class ModelMonitor:
                     setup.performance, duration_ms=round(setup.window.duration_s * 1000))
         self.history: deque[WindowReport] = deque(maxlen=setup.history)
         self.events = 0
-        self.latest_window: Profile | None = None  # the last closed window (not checkpointed)
+        self.latest_window: Profile | None = None  # the last closed window (its report's input)
         self.last_performance: PerformanceResult | None = None
 
     # ---- feeding
@@ -216,8 +222,22 @@ class ModelMonitor:
             "last_performance": None if self.last_performance is None
             else self.last_performance.to_dict(),
             "history": [_report_to_dict(r) for r in self.history], "events": self.events,
+            "latest_window": self._latest_window_bytes(),
         }
         return msgspec.msgpack.encode(state)
+
+    def _latest_window_bytes(self) -> bytes | None:
+        """The last closed window's profile for the checkpoint (``/report`` after a restart),
+        or None when there is none or it is larger than :data:`MAX_LATEST_WINDOW_BYTES`."""
+        if self.latest_window is None:
+            return None
+        data = profile_codec.dumps(self.latest_window)
+        if len(data) > MAX_LATEST_WINDOW_BYTES:
+            log.warning("model %s: the latest window's profile (%d bytes) is not checkpointed "
+                        "(over %d): its report is unavailable after a restart until the next "
+                        "window closes", self.setup.name, len(data), MAX_LATEST_WINDOW_BYTES)
+            return None
+        return data
 
     def restore(self, data: bytes) -> None:
         """Put a snapshot back.  One taken with another window, features or
@@ -241,6 +261,9 @@ class ModelMonitor:
             self.history.clear()
             self.history.extend(_report_from_dict(r) for r in state["history"])
             self.events = int(state["events"])
+            latest = state.get("latest_window")  # absent from checkpoints of older versions
+            self.latest_window = None if latest is None else profile_codec.loads(
+                bytes(latest), f"model {self.setup.name!r} latest window")
         except ProfileError:
             raise
         except (KeyError, TypeError, ValueError, msgspec.DecodeError) as exc:
