@@ -18,6 +18,9 @@ vanished_categories    reference categories expected at least 5 times
 type_mismatch          values of the wrong kind (text in a numerical
                        feature, a non-boolean in a boolean one)
 non_finite             +/-inf in a numerical feature
+prediction_absent      (streaming) no event of the window carries the
+                       configured prediction; the detail names the
+                       outputs the events carry instead
 =====================  ===================================================
 """
 

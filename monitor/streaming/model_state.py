@@ -29,6 +29,7 @@ from monitor.engine import profile_codec
 from monitor.engine.analysis import DriftReport, DriftSettings, FeatureSpec, analyze
 from monitor.engine.performance.check import PerformancePlan, PerformanceResult
 from monitor.engine.profiles import Profile, ProfileSettings
+from monitor.engine.quality import Finding
 from monitor.engine.windows import ClosedWindow, Windower, WindowSpec
 from monitor.errors import ProfileError
 from monitor.streaming.joiner import JoinResult, LabelJoin, PerformanceWindow, Scalar
@@ -37,6 +38,8 @@ from monitor.wire.decode import LabelBatch, PredictionBatch
 
 Clock = Callable[[], float]
 SNAPSHOT_VERSION = 1
+#: how outputs that are not the configured prediction appear among a window's unknown fields
+OUTPUT_FIELD_PREFIX = "outputs."
 #: the latest window's profile goes into the checkpoint up to this size (a window of
 #: ``exact_cap`` values per feature); a larger one is left out, and logged
 MAX_LATEST_WINDOW_BYTES = 16 * 1024 * 1024
@@ -121,11 +124,9 @@ class ModelMonitor:
         """Take a batch of predictions; returns the reports of the windows it closed."""
         self.events += batch.n
         prediction = self.setup.prediction
-        if prediction is None:
-            rows: Sequence[Mapping[str, object]] = batch.inputs
-        else:
-            rows = [{**inputs, prediction: outputs.get(prediction)} if prediction in outputs
-                    else inputs for inputs, outputs in zip(batch.inputs, batch.outputs, strict=True)]
+        rows: Sequence[Mapping[str, object]] = [
+            _row(inputs, outputs, prediction) if outputs else inputs
+            for inputs, outputs in zip(batch.inputs, batch.outputs, strict=True)]
         if self.performance is not None and prediction is not None:
             numeric = self.performance.plan.prediction_type == "numerical"
             values = [(_number if numeric else _scalar)(o.get(prediction)) for o in batch.outputs]
@@ -175,9 +176,14 @@ class ModelMonitor:
         now = self._clock()
         stamp = datetime.fromtimestamp(now, UTC).isoformat(timespec="milliseconds")
         specs = [f for f in setup.features if f.name in setup.reference.features]
+        absent = _prediction_absent(setup.prediction, window)
+        if absent is not None:  # a data-quality finding, not a drift verdict
+            specs = [f for f in specs if f.name != setup.prediction]
         report: DriftReport = analyze(setup.reference, window.profile, specs, setup.settings,
                                       model=setup.name, evaluated_at=stamp)
         body = report.to_dict()
+        if absent is not None:
+            body["quality"].append(absent.to_dict())
         body["window"] = {"kind": window.kind, "start": window.start, "end": window.end,
                           "rows": window.rows}
         body["unknown_fields"] = dict(window.unknown_fields)
@@ -291,3 +297,33 @@ def _number(value: object) -> float | None:
 def _scalar(value: object) -> Scalar:
     return value if value is None or isinstance(value, str | int | float | bool) else str(value)
 
+
+def _row(inputs: Mapping[str, object], outputs: Mapping[str, object], prediction: str | None
+         ) -> Mapping[str, object]:
+    """One event's windowed row: its inputs, the configured prediction, and every other
+    output as ``outputs.<name>``, which the windower counts as an unknown field."""
+    row = dict(inputs)
+    for name, value in outputs.items():
+        if name == prediction:
+            row[name] = value
+        else:
+            row[OUTPUT_FIELD_PREFIX + name] = None
+    return row
+
+
+def _prediction_absent(prediction: str | None, window: ClosedWindow) -> Finding | None:
+    """The finding for a configured prediction that has no value in any event of the
+    window (absent, or null everywhere), naming the outputs the events carry instead."""
+    if prediction is None:
+        return None
+    profile = window.profile.features.get(prediction)
+    if profile is not None and profile.count > 0:
+        return None
+    carried = [name[len(OUTPUT_FIELD_PREFIX):] for name in window.unknown_fields
+               if name.startswith(OUTPUT_FIELD_PREFIX)]
+    if carried:
+        detail = f"prediction field {prediction!r} absent; events carry outputs: {', '.join(carried)}"
+    else:
+        detail = (f"prediction field {prediction!r} has no values in the window's {window.rows} events; "
+                  "events carry no outputs")
+    return Finding(prediction, "prediction_absent", detail, float(window.rows))
