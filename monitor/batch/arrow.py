@@ -281,9 +281,34 @@ def infer_type(column: Column) -> InferredType:
     if present >= 100 and distinct_count >= 0.99 * present:
         return InferredType(None, "looks like an identifier (almost every value distinct)")
     numeric = not bool(np.isnan(_parse_values(encoded.values, used)[used]).any())
+    # a string type (or a pandas category) is the file's word that these are
+    # labels: zip codes, account classes.  Only a config makes them numbers.
+    if is_text(kind) or pa.types.is_dictionary(kind):
+        if not numeric:
+            return InferredType("categorical", "text column")
+        code = _leading_zero_code(encoded.values, used)
+        if code is not None:
+            return InferredType("categorical", f"codes with leading zeros, like {code!r}")
+        return InferredType("categorical", "text column (the values look like numbers: "
+                                           "declare it numerical in a config to compare numbers)")
     if numeric and distinct_count > 2:
         return InferredType("numerical", "numbers stored as text")
     return InferredType("categorical", "text column")
+
+
+#: a number written with a leading zero ("02134", "-007"): a code, not a
+#: quantity; "0", "0.5" and "-0.3" are numbers
+LEADING_ZERO = re.compile(r"[ \t]*[+-]?0[0-9]", re.ASCII)
+
+
+def _leading_zero_code(values: Any, used: NDArray[np.bool_]) -> str | None:
+    """The first used distinct value written with a leading zero, if any."""
+    texts = values.to_pylist()
+    for i in np.flatnonzero(used):
+        item = texts[i]
+        if isinstance(item, str) and LEADING_ZERO.match(item):
+            return item
+    return None
 
 
 def numeric_values(data: Column, *, file: str, column: str) -> NDArray[np.float64]:

@@ -29,6 +29,7 @@ from numpy.typing import NDArray
 
 from monitor.batch.arrow import (  # noqa: F401  (re-exported: the public column API)
     FALSE_WORDS,
+    LEADING_ZERO,
     TRUE_WORDS,
     Column,
     InferredType,
@@ -173,10 +174,48 @@ def _read_csv(p: Path) -> pd.DataFrame:
         raise InputError(f"{p}: file is empty") from None
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError, OSError) as exc:
         raise InputError(f"{p}: not a readable CSV file ({_first_line(exc)})") from None
+    _keep_leading_zero_codes(p, sep, frame)
     for name in frame.columns:
         if frame[name].dtype == object:
             frame[name] = frame[name].astype("category")
     return frame
+
+
+def _keep_leading_zero_codes(p: Path, sep: str, frame: pd.DataFrame) -> None:
+    """Columns that pandas read as numbers but that hold codes written with a
+    leading zero ("02134") become their text again: the zero is part of the
+    code, and 02134 is no quantity.  Only columns of whole numbers can hold
+    such codes, and only those are read again, as text."""
+
+    import pyarrow.compute as pc
+    import pyarrow.csv as pcsv
+
+    whole = [str(name) for name in frame.columns if _whole_numbers(frame[name])]
+    if not whole:
+        return
+    try:  # Arrow's reader: many threads, and the text stays Arrow strings
+        text = pcsv.read_csv(p, parse_options=pcsv.ParseOptions(delimiter=sep),
+                             convert_options=pcsv.ConvertOptions(
+                                 include_columns=whole, column_types=dict.fromkeys(whole, pa.string()),
+                                 strings_can_be_null=True))  # pandas' words for missing
+    except (pa.ArrowException, OSError, ValueError):
+        return  # pandas read it: a reader's quirk is no reason to fail here
+    for name in whole:
+        values = text.column(name)
+        if pc.any(pc.match_substring_regex(values, "^" + LEADING_ZERO.pattern)).as_py():
+            frame[name] = values.to_pandas().astype(object)  # made a category below
+
+
+def _whole_numbers(series: pd.Series) -> bool:
+    """An integer column, or a float one whose values are all whole (a column
+    of integers with a missing value)."""
+    kind = series.dtype.kind
+    if kind in "iu":
+        return True
+    if kind != "f":
+        return False
+    values = series.to_numpy()
+    return bool(np.all((values == np.floor(values)) | np.isnan(values)))
 
 
 def _first_line(exc: BaseException) -> str:
