@@ -143,3 +143,19 @@ def test_predictions_through_the_collector_are_monitored_with_their_configured_n
         wait_until("the performance of the second labelled window",
                    lambda: metrics(url).get(key) == pytest.approx(roc_auc_score(y[WINDOW:], scores[WINDOW:])),
                    60, serve)
+
+        # the same model behind a collector that was not told the prediction's name: the events
+        # carry `prediction`, which the service reports instead of a drifted delay_score
+        unnamed, unnamed_proxy = collect(tmp_path, model_url, broker, topics["predictions"])
+        with unnamed:
+            for i in range(2 * WINDOW, 3 * WINDOW):
+                predict(unnamed_proxy, f"r{i}", round(float(rng.normal(0, 1)), 3), 0.0)
+        wait_until("a third window", lambda: len(get_json(f"{url}/models/{MODEL}/history")) == 3, 60, serve)
+        third = get_json(f"{url}/models/{MODEL}/drift")
+        assert "delay_score" not in third["features"]
+        assert {"feature": "delay_score", "issue": "prediction_absent", "value": float(WINDOW),
+                "detail": "prediction field 'delay_score' absent; events carry outputs: prediction"} \
+            in third["quality"]
+        assert third["unknown_fields"] == {"outputs.prediction": WINDOW}
+        drifted = ("driftline_feature_drifted", (("feature", "delay_score"), ("model", MODEL)))
+        assert metrics(url).get(drifted) != 1.0
