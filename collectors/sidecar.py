@@ -15,8 +15,11 @@ reason ``shutdown``).
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import uvloop
@@ -27,6 +30,7 @@ from collectors.delivery.kafka import KafkaSender
 from collectors.delivery.metrics import CollectorMetrics
 from collectors.delivery.queue import Delivery, DropPolicy
 from collectors.proxy.server import Proxy, ProxySettings
+from monitor.errors import PortInUse
 
 log = logging.getLogger("driftline.collector")
 
@@ -77,8 +81,10 @@ async def serve(settings: SidecarSettings) -> None:
         loop.add_signal_handler(sig, stop.set)
     try:
         await runner.setup()
-        await proxy.start(settings.listen_host, settings.listen_port)
-        await web.TCPSite(runner, settings.listen_host, settings.metrics_port).start()
+        with _port(settings.listen_host, settings.listen_port, "--listen"):
+            await proxy.start(settings.listen_host, settings.listen_port)
+        with _port(settings.listen_host, settings.metrics_port, "--metrics-port"):
+            await web.TCPSite(runner, settings.listen_host, settings.metrics_port).start()
         log.info("proxying %s:%d -> %s for model %s; metrics on :%d; Kafka %s topic %s",
                  settings.listen_host, settings.listen_port, settings.proxy.upstream,
                  settings.proxy.model, settings.metrics_port, settings.kafka, settings.topic)
@@ -89,6 +95,17 @@ async def serve(settings: SidecarSettings) -> None:
         await proxy.close()
         await runner.cleanup()
         await asyncio.to_thread(delivery.stop, settings.drain_timeout_s)  # closes the sender
+
+
+@contextmanager
+def _port(host: str, port: int, what: str) -> Iterator[None]:
+    """A taken port is one line (PortInUse), not a traceback of the loop's bind."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise PortInUse(host, port, what) from None
+        raise
 
 
 def run(settings: SidecarSettings) -> None:

@@ -8,6 +8,7 @@
     │   ├── InputError          a data file is missing, unreadable, empty or wrong
     │   ├── ProfileError        a saved profile is malformed or of another version
     │   ├── UsageError          flags or arguments that do not fit together
+    │   │   └── PortInUse       a port to listen on is taken by another process
     │   └── UnknownModel        no model of that name in the config (HTTP 404)
     ├── NotOwnedHere            another monitor replica consumes the model (HTTP 404, owner named)
     └── TemporaryError          may succeed later (broker down, timeouts); has delay_s
@@ -49,6 +50,16 @@ class ProfileError(PermanentError):
 
 class UsageError(PermanentError):
     """Command-line arguments that do not fit together."""
+
+
+class PortInUse(UsageError):
+    """A port this process must listen on is taken: nothing was started."""
+
+    def __init__(self, host: str, port: int, what: str = "") -> None:
+        super().__init__(f"port {port} on {host} is in use{f' ({what})' if what else ''}: another "
+                         "process listens there; stop it or choose another port")
+        self.host = host
+        self.port = port
 
 
 class UnknownModel(PermanentError):

@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -42,7 +43,7 @@ from typing import Any
 from aiohttp import web
 
 from collectors.k8s.inject import INJECT_ANNOTATION, InjectOptions, inject_pod_template, is_injected
-from monitor.errors import InputError, UsageError
+from monitor.errors import InputError, PortInUse, UsageError
 
 log = logging.getLogger("driftline.webhook")
 
@@ -164,7 +165,12 @@ async def serve_webhook(host: str, port: int, certfile: str, keyfile: str, optio
     reloader = asyncio.create_task(_reload(context, certfile, keyfile, reload_interval_s))
     try:
         await runner.setup()
-        await web.TCPSite(runner, host, port, ssl_context=context).start()
+        try:
+            await web.TCPSite(runner, host, port, ssl_context=context).start()
+        except OSError as exc:  # a taken port is one line, not a traceback of the loop's bind
+            if exc.errno == errno.EADDRINUSE:
+                raise PortInUse(host, port) from None
+            raise
         log.info("admission webhook listening on https://%s:%d/mutate", host, port)
         if started is not None:
             started.set()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import socket
 from collections.abc import Callable
 from typing import Annotated
 
@@ -34,10 +36,17 @@ def serve(
     logging.getLogger("kafka").setLevel(logging.WARNING)
     runtime.tune_allocator()
     service = Service.from_config(config)
+    # the port first: a second serve on a taken port fails here, before it joins the
+    # consumer group (which would take partitions from the running one)
+    sock = _listen(host, port)
     app_ = create_app(service, make_registry(service.status))
     server = uvicorn.Server(uvicorn.Config(app_, host=host, port=port, log_level="warning",
                                            access_log=False, lifespan="off"))
-    service.start()
+    try:
+        service.start()
+    except BaseException:
+        sock.close()
+        raise
     watchdog_stop = _watch(service, server)
     # uvicorn takes SIGTERM/SIGINT while it runs, shuts down, then raises the
     # signal again under the handlers it found: make those a no-op, so that the
@@ -45,12 +54,34 @@ def serve(
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
     try:
-        server.run()
+        server.run(sockets=[sock])
     finally:
         watchdog_stop()
         service.stop()
     if service.failure is not None:
         raise fail(f"the consumer stopped: {service.failure}")
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A socket listening on ``host:port`` for the API; PortInUse when it is taken."""
+    from monitor.errors import PortInUse
+
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    except socket.gaierror as exc:
+        raise fail(f"--host {host!r} cannot be resolved: {exc.strerror}") from None
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+    try:
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise PortInUse(host, port) from None
+        raise fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    return sock
 
 
 def _watch(service: object, server: object) -> Callable[[], None]:
