@@ -72,3 +72,84 @@ def test_the_readme_documents_every_top_level_key_of_the_check_json():
     for key in ("model", "inferred_types", "skipped_columns", "performance"):
         assert f"`{key}`" in readme or f'"{key}"' in readme
     assert "null without `--config`" in readme
+
+
+COMMANDS = ["check", "profile", "validate-config", "serve", "collect", "inject", "webhook", "demo"]
+
+
+def help_of(argv: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+            columns: int = 80) -> str:
+    monkeypatch.setenv("COLUMNS", str(columns))
+    code, out, err = run([*argv, "--help"], capsys)
+    assert (code, err) == (0, ""), err
+    return out
+
+
+def description(help_text: str) -> list[str]:
+    """The lines of the command's description: between the usage line and the first section."""
+    lines = help_text.splitlines()
+    end = next(i for i, line in enumerate(lines) if line.endswith(":") and not line.startswith(" "))
+    return [line.strip() for line in lines[1:end] if line.strip()]
+
+
+def test_config_is_also_dash_capital_c_in_every_command_that_takes_it_and_dash_c_stays_current(
+        capsys, monkeypatch):
+    for command in ("check", "profile", "serve", "validate-config"):
+        assert "-C, --config" in help_of([command], capsys, monkeypatch), command
+    assert "-c, --current" in help_of(["check"], capsys, monkeypatch)
+    code, out, err = run(["check", "-C", CONFIG, "-c", NO_DRIFT, "--format", "json"], capsys)
+    assert code == 0 and json.loads(out)["model"] == "flight-delay", err
+
+
+def test_validate_config_takes_the_config_as_an_argument_or_as_the_config_option(capsys):
+    assert run(["validate-config", CONFIG], capsys) == (0, f"{CONFIG}: ok\n", "")
+    assert run(["validate-config", "--config", CONFIG], capsys) == (0, f"{CONFIG}: ok\n", "")
+    assert run(["validate-config", "-C", CONFIG], capsys) == (0, f"{CONFIG}: ok\n", "")
+    code, _, err = run(["validate-config"], capsys)
+    assert code == 2 and err.startswith("driftline: error: which config?") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("command", [[], *([c] for c in COMMANDS)], ids=["driftline", *COMMANDS])
+def test_no_help_shows_a_type_placeholder_and_no_line_is_wider_than_80_columns(
+        command, capsys, monkeypatch):
+    text = help_of(command, capsys, monkeypatch)
+    for placeholder in ("<str>", "<bool>", "<int", "<float", "range>", "<path>"):
+        assert placeholder not in text
+    assert max(len(line) for line in text.splitlines()) <= 80
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_a_command_description_is_wrapped_to_the_width_not_at_its_source_line_breaks(
+        command, capsys, monkeypatch):
+    lines = description(help_of([command], capsys, monkeypatch))
+    width = 80 - 2 - 2  # click's formatter: the terminal less 2, the paragraph indented by 2
+    for line, following in zip(lines, lines[1:], strict=False):
+        # a break is stray when the next word would have fitted on the line
+        assert len(line) + 1 + len(following.split()[0]) > width, (line, following)
+
+
+def test_version_prints_the_package_version(capsys):
+    from monitor import __version__
+
+    assert run(["--version"], capsys) == (0, f"driftline {__version__}\n", "")
+    assert __version__ == "0.1.0"
+
+
+def test_the_demo_help_describes_what_it_does_not_what_comes_later(capsys, monkeypatch):
+    text = " ".join(description(help_of(["demo"], capsys, monkeypatch)))
+    assert "later" not in text and "sample data" in text
+
+
+def test_collect_help_at_80_columns_shows_every_flag_and_env_var_name_whole(capsys, monkeypatch):
+    from monitor.cli.main import _command
+
+    collect = _command().commands["collect"]  # type: ignore[attr-defined]
+    text = help_of(["collect"], capsys, monkeypatch)
+    words = set(text.replace(";", " ").replace("]", " ").replace(",", " ").split())
+    env_vars = [p.envvar for p in collect.params if p.envvar]
+    assert len(env_vars) >= 20 and all(v.startswith("DRIFTLINE_") for v in env_vars)
+    for name in env_vars:
+        assert name in words, name
+    for param in collect.params:
+        for flag in param.opts + param.secondary_opts:
+            assert flag in words, flag

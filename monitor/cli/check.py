@@ -69,12 +69,13 @@ def _large(*paths: str) -> bool:
 
 
 def check(
-    current: Annotated[str, typer.Option("--current", "-c", help="CSV or Parquet")],
+    current: Annotated[str, typer.Option("--current", "-c", metavar="FILE", help="CSV or Parquet")],
     reference: Annotated[str | None, typer.Option(
-        "--reference", "-r",
+        "--reference", "-r", metavar="FILE",
         help="CSV, Parquet or saved profile (default: the model's reference in --config)")] = None,
-    config: Annotated[str | None, typer.Option("--config", help="driftline YAML config")] = None,
-    model: Annotated[str | None, typer.Option("--model", help="model in the config")] = None,
+    config: Annotated[str | None, typer.Option("--config", "-C", metavar="FILE",
+                                               help="driftline YAML config")] = None,
+    model: Annotated[str | None, typer.Option("--model", metavar="NAME", help="model in the config")] = None,
     fmt: Annotated[OutputFormat | None, typer.Option(
         "--format", help="table (default on a terminal) or json (default otherwise)")] = None,
 ) -> None:
@@ -127,10 +128,11 @@ def check(
 
 
 def profile(
-    reference: Annotated[str, typer.Option("--reference", "-r", help="CSV or Parquet")],
-    out: Annotated[str, typer.Option("--out", "-o", help="where to write the profile")],
-    config: Annotated[str | None, typer.Option("--config", help="driftline YAML config")] = None,
-    model: Annotated[str | None, typer.Option("--model", help="model in the config")] = None,
+    reference: Annotated[str, typer.Option("--reference", "-r", metavar="FILE", help="CSV or Parquet")],
+    out: Annotated[str, typer.Option("--out", "-o", metavar="FILE", help="where to write the profile")],
+    config: Annotated[str | None, typer.Option("--config", "-C", metavar="FILE",
+                                               help="driftline YAML config")] = None,
+    model: Annotated[str | None, typer.Option("--model", metavar="NAME", help="model in the config")] = None,
 ) -> None:
     """Build and save a reference profile."""
     from monitor.batch import check as batch
@@ -152,11 +154,19 @@ def profile(
 
 
 def validate_config(
-    path: Annotated[str, typer.Argument(help="driftline YAML config")],
+    path: Annotated[str | None, typer.Argument(metavar="CONFIG", show_default=False,
+                                               help="driftline YAML config")] = None,
+    config: Annotated[str | None, typer.Option("--config", "-C", metavar="FILE",
+                                               help="the same, as an option (like check's)")] = None,
 ) -> None:
     """Report every error in a config file, with file, key and line. Exit 0 or 2."""
     from monitor.config import format_issues, validate_file
 
+    if path is not None and config is not None and path != config:
+        raise fail("give the config once: as an argument or as --config")
+    path = path or config
+    if path is None:
+        raise fail("which config? driftline validate-config CONFIG (or --config CONFIG)")
     issues = validate_file(path)
     if issues:
         typer.echo(format_issues(issues), err=True)

@@ -11,7 +11,7 @@ from monitor.cli.common import EXIT_DRIFT, fail, now
 
 
 def demo() -> None:
-    """Drift check of the bundled sample data (the full streaming loop comes later)."""
+    """Drift check of the bundled sample data: New York flights, July against January-March 2013."""
     from monitor.batch import check as batch
     from monitor.batch import render
 

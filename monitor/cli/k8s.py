@@ -66,7 +66,8 @@ def with_collector_options(command: Command) -> Command:
 
 def inject(
     options: InjectOptions,
-    file: Annotated[str, typer.Option("-f", "--filename", help="Deployment/Pod/... YAML, or - for stdin")],
+    file: Annotated[str, typer.Option("-f", "--filename", metavar="FILE",
+                                      help="Deployment/Pod/... YAML, or - for stdin")],
 ) -> None:
     """Print the manifests with the collector sidecar attached; Services that point at the
     model's port are rewired through the collector."""
@@ -81,9 +82,10 @@ def inject(
 
 def webhook(
     options: InjectOptions,
-    tls_cert: Annotated[str, typer.Option("--tls-cert", help="PEM certificate")],
-    tls_key: Annotated[str, typer.Option("--tls-key", help="PEM private key")],
-    listen: Annotated[str, typer.Option("--listen", help="HOST:PORT")] = "0.0.0.0:8443",
+    tls_cert: Annotated[str, typer.Option("--tls-cert", metavar="FILE", help="PEM certificate")],
+    tls_key: Annotated[str, typer.Option("--tls-key", metavar="FILE", help="PEM private key")],
+    listen: Annotated[str, typer.Option("--listen", metavar="HOST:PORT",
+                                        help="where the webhook listens")] = "0.0.0.0:8443",
     log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
 ) -> None:
     """Mutating admission webhook (TLS) that attaches the collector to pods annotated
