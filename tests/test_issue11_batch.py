@@ -171,3 +171,17 @@ def test_a_csv_column_of_numbers_without_leading_zero_codes_stays_numerical(
     assert pd.api.types.is_numeric_dtype(pd.read_csv(path)["x"])  # what pandas reads
     guess = tabular.infer_type(tabular.open_table(path).column("x"))
     assert (guess.type, guess.reason) == ("numerical", "numeric column")
+
+
+# --- compressed and uncompressed profiles ---------------------------------------
+
+
+def test_a_compressed_profile_loads_the_same_as_the_uncompressed_one():
+    from monitor.batch import tabular
+    from monitor.engine import profile_codec
+
+    profile, _ = tabular.profile_inferred(tabular.open_table(SAMPLE / "flights" / "reference.csv"))
+    plain = profile_codec.dumps(profile)
+    small = profile_codec.dumps(profile, compress=True)
+    assert len(small) < len(plain)
+    assert profile_codec.dumps(profile_codec.loads(small)) == plain  # byte for byte

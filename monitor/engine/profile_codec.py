@@ -56,7 +56,9 @@ def _unnum(value: Any) -> float:
     return math.nan if value is None else float(value)
 
 
-def dumps(profile: Profile) -> bytes:
+def dumps(profile: Profile, *, compress: bool = False) -> bytes:
+    """The profile as the bytes of an ``.npz`` archive, deflated when
+    ``compress`` is True (:func:`loads` reads both)."""
     arrays: dict[str, np.ndarray] = {}
     entries: list[dict[str, Any]] = []
     for i, (name, feature) in enumerate(profile.features.items()):
@@ -88,8 +90,12 @@ def dumps(profile: Profile) -> bytes:
     }
     arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
     buffer = io.BytesIO()
-    # uncompressed: sorted floats barely compress, and loading stays a memcpy
-    np.savez(buffer, **arrays)  # type: ignore[arg-type]
+    # uncompressed by default: on the 100k x 20 benchmark table deflate saves
+    # only 38% (10.6 -> 6.6 MiB) but makes loading 2-4.6x and saving 18-27x
+    # slower (benchmarks/bench_profile_size.py); a reference with many ties
+    # (the flights sample) shrinks 98%, which compress=True is there for
+    save = np.savez_compressed if compress else np.savez
+    save(buffer, **arrays)  # type: ignore[arg-type]
     return buffer.getvalue()
 
 
