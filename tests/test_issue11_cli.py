@@ -153,3 +153,24 @@ def test_collect_help_at_80_columns_shows_every_flag_and_env_var_name_whole(caps
     for param in collect.params:
         for flag in param.opts + param.secondary_opts:
             assert flag in words, flag
+
+
+def test_profile_takes_the_reference_from_the_config_like_check_does(tmp_path, capsys):
+    from_config, explicit = tmp_path / "config.dlprofile", tmp_path / "explicit.dlprofile"
+    code, out, err = run(["profile", "--config", CONFIG, "-o", str(from_config)], capsys)
+    assert code == 0 and out.startswith(f"wrote {from_config}: 20000 rows"), err
+    code, _, err = run(["profile", "-C", CONFIG, "-r", str(SAMPLE / "flights" / "reference.parquet"),
+                        "-o", str(explicit)], capsys)
+    assert code == 0, err
+    checks = [run(["check", "-r", str(p), "-c", DRIFT, "-C", CONFIG, "--format", "json"], capsys)
+              for p in (from_config, explicit)]
+    bodies = [json.loads(out) for _, out, _ in checks]
+    for body in bodies:
+        del body["evaluated_at"]
+    assert bodies[0] == bodies[1] and checks[0][0] == 1
+
+
+def test_profile_without_a_reference_or_a_config_is_one_line_and_exit_2(tmp_path, capsys):
+    code, out, err = run(["profile", "-o", str(tmp_path / "p.dlprofile")], capsys)
+    assert (code, out) == (2, "")
+    assert err == "driftline: error: --reference is required (or a --config whose model names a reference)\n"

@@ -128,8 +128,10 @@ def check(
 
 
 def profile(
-    reference: Annotated[str, typer.Option("--reference", "-r", metavar="FILE", help="CSV or Parquet")],
     out: Annotated[str, typer.Option("--out", "-o", metavar="FILE", help="where to write the profile")],
+    reference: Annotated[str | None, typer.Option(
+        "--reference", "-r", metavar="FILE",
+        help="CSV or Parquet (default: the model's reference in --config)")] = None,
     config: Annotated[str | None, typer.Option("--config", "-C", metavar="FILE",
                                                help="driftline YAML config")] = None,
     model: Annotated[str | None, typer.Option("--model", metavar="NAME", help="model in the config")] = None,
@@ -142,6 +144,9 @@ def profile(
     if model is not None and config is None:
         raise fail("--model needs --config")
     plan = batch.plan_from_config(config, model) if config else batch.ModelPlan("", None)
+    reference = reference or plan.reference
+    if reference is None:
+        raise fail("--reference is required (or a --config whose model names a reference)")
     width = len(plan.features) if plan.features else 20
     with _Steps(sys.stderr.isatty() and _large(reference), width + 3) as step:
         built = batch.build_profile(reference, plan, out, created_at=now(), step=step)
