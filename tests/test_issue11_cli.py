@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -174,3 +176,34 @@ def test_profile_without_a_reference_or_a_config_is_one_line_and_exit_2(tmp_path
     code, out, err = run(["profile", "-o", str(tmp_path / "p.dlprofile")], capsys)
     assert (code, out) == (2, "")
     assert err == "driftline: error: --reference is required (or a --config whose model names a reference)\n"
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_the_check_table_at_80_columns_keeps_header_words_feature_names_and_the_why(monkeypatch):
+    from monitor.batch import check as batch
+    from monitor.batch import render
+
+    plan = batch.plan_from_config(CONFIG, None)
+    assert plan.reference is not None
+    report = batch.run_check(plan.reference, DRIFT, plan, evaluated_at="now").report
+    monkeypatch.setenv("COLUMNS", "80")
+    out = Terminal()
+    render.print_table(report, out, ["a note"])
+    text = re.sub(r"\x1b\[[0-9;]*m", "", out.getvalue())  # the terminal's colours
+    lines = text.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    header = next(line for line in lines if line.startswith("feature"))
+    assert header.split() == ["feature", "type", "test", "statistic", "p", "(adj.)", "effect",
+                              "missing", "drift"]
+    assert "why" in lines
+    for f in report.features:
+        reason = render.short_reason(f)
+        assert any(line.split()[:1] == [f.name] for line in lines), f.name
+        if reason:
+            assert f"  {f.name}: {reason}" in lines
+        assert f.drift == (f"  {f.name}: significant and material" in lines or f.test == "psi")
+    assert sum(bool(render.short_reason(f)) for f in report.features) >= 10

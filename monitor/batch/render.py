@@ -60,8 +60,27 @@ def short_reason(f: FeatureDrift) -> str:
     return "; ".join(p for p in parts if p)
 
 
+_SHORT_TYPES = {"numerical": "num", "categorical": "cat", "boolean": "bool"}
+
+
+def _table_width(console: Any, report: DriftReport) -> int:
+    """Columns the bordered table needs with every cell on one line, and its "why" column
+    at least 24 wide (it wraps by words)."""
+    from rich.measure import Measurement
+    from rich.table import Table
+
+    table = Table()
+    for col in ("feature", "type", "test", "statistic", "p (adj.)", "effect", "missing", "drift"):
+        table.add_column(col, no_wrap=True)
+    for f in report.features:
+        table.add_row(f.name, f.type, f.test, _num(f.statistic), _num(f.p_value_adjusted),
+                      f"{_num(f.effect_size)} {f.effect_measure}", "no", "yes")
+    return Measurement.get(console, console.options.update_width(10_000), table).maximum + 3 + 24
+
+
 def print_table(report: DriftReport, out: IO[str], notes: list[str] | None = None) -> None:
-    from rich.console import Console  # only the table needs rich
+    from rich import box  # only the table needs rich
+    from rich.console import Console
     from rich.table import Table
 
     class _Console(Console):
@@ -78,23 +97,37 @@ def print_table(report: DriftReport, out: IO[str], notes: list[str] | None = Non
     title += f"({report.drifted_share:.0%}); reference {report.rows_reference} rows, "
     title += f"current {report.rows_current} rows"
     console.print(title)
-    table = Table(show_lines=False, header_style="bold")
-    for col in ("feature", "type", "test", "statistic", "p (adj.)", "effect", "missing",
-                "drift", "why"):
-        table.add_column(col, overflow="fold", no_wrap=col != "why")
+    # a terminal narrower than the full table (e.g. 80 columns): no borders, short type names,
+    # header words whole, and the "why" of each feature below the table, wrapped by words
+    narrow = console.width < _table_width(console, report)
+    table = (Table(box=box.SIMPLE_HEAD, show_edge=False, padding=0, header_style="bold")
+             if narrow else Table(show_lines=False, header_style="bold"))
+    columns = ("feature", "type", "test", "statistic", "p (adj.)", "effect", "missing", "drift")
+    for col in columns if narrow else (*columns, "why"):
+        # narrow: every column wraps, as a last resort (the header words stay whole)
+        table.add_column(col, overflow="fold", min_width=len(col), no_wrap=not narrow and col != "why")
+    sep = "\n" if narrow else " "  # narrow: the effect's measure under its number
+    why: list[tuple[str, str]] = []
     for f in report.features:
+        reason = short_reason(f)
+        if reason:
+            why.append((f.name, reason))
         table.add_row(
             f.name,
-            f.type,
+            _SHORT_TYPES.get(f.type, f.type) if narrow else f.type,
             f.test,
             _num(f.statistic),
             _num(f.p_value_adjusted),
-            f"{_num(f.effect_size)} {f.effect_measure}" if f.effect_size is not None else "-",
+            (f"{_num(f.effect_size)}{sep}{f.effect_measure}" if f.effect_size is not None else "-"),
             _num(f.missing_share, ".1%"),
             "[red]yes[/]" if f.drift else "no",
-            short_reason(f),
+            *(() if narrow else (reason,)),
         )
     console.print(table)
+    if narrow and why:
+        console.print("[bold]why[/]")
+        for name, reason in why:
+            console.print(f"  {name}: {reason}")
     if report.quality:
         q = Table(title="data quality", header_style="bold")
         for col in ("feature", "issue", "detail"):
