@@ -6,8 +6,10 @@ import io
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -207,3 +209,52 @@ def test_the_check_table_at_80_columns_keeps_header_words_feature_names_and_the_
             assert f"  {f.name}: {reason}" in lines
         assert f.drift == (f"  {f.name}: significant and material" in lines or f.test == "psi")
     assert sum(bool(render.short_reason(f)) for f in report.features) >= 10
+
+
+def config_in(directory: Path, reference: str) -> Path:
+    """The sample config, moved to ``directory``, naming ``reference`` (its job template absolute)."""
+    text = (SAMPLE / "driftline.yaml").read_text()
+    text = text.replace("reference: flights/reference.parquet", f"reference: {reference}")
+    text = text.replace("../k8s/jobs/retrain.yaml", str(ROOT / "k8s" / "jobs" / "retrain.yaml"))
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "driftline.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_validate_config_reports_a_reference_that_does_not_exist_with_file_and_line(tmp_path, capsys):
+    config = config_in(tmp_path, "flights/missing.parquet")
+    code, out, err = run(["validate-config", str(config)], capsys)
+    assert (code, out) == (2, "")
+    assert err == (f"{config}:12: models[0].reference: no such file: 'flights/missing.parquet' "
+                   f"({tmp_path / 'flights' / 'missing.parquet'})\n")
+
+
+def test_validate_config_offline_does_not_look_at_the_files_the_config_names(tmp_path, capsys):
+    config = config_in(tmp_path, "flights/missing.parquet")
+    assert run(["validate-config", "--offline", str(config)], capsys) == (0, f"{config}: ok\n", "")
+
+
+def test_validate_config_resolves_a_relative_reference_against_the_config_like_check_does(
+        tmp_path, monkeypatch, capsys):
+    config = config_in(tmp_path / "conf", "data/reference.parquet")
+    (tmp_path / "conf" / "data").mkdir()
+    shutil.copy(SAMPLE / "flights" / "reference.parquet", tmp_path / "conf" / "data")
+    monkeypatch.chdir(tmp_path)  # not the config's directory: data/reference.parquet is not here
+    assert run(["validate-config", str(config)], capsys) == (0, f"{config}: ok\n", "")
+    code, out, err = run(["check", "-C", str(config), "-c", NO_DRIFT, "--format", "json"], capsys)
+    assert code == 0 and json.loads(out)["rows_reference"] == 20000, err
+
+
+def test_validate_config_reports_a_path_that_is_a_directory_or_unreadable(tmp_path, capsys):
+    config = config_in(tmp_path, "flights")
+    (tmp_path / "flights").mkdir()
+    code, _, err = run(["validate-config", str(config)], capsys)
+    assert code == 2 and err.startswith(f"{config}:12: models[0].reference: is a directory, not a file")
+    if os.geteuid() == 0:
+        return  # root reads any file
+    config = config_in(tmp_path, "locked.parquet")
+    (tmp_path / "locked.parquet").write_bytes(b"")
+    (tmp_path / "locked.parquet").chmod(0)
+    code, _, err = run(["validate-config", str(config)], capsys)
+    assert code == 2 and "models[0].reference: cannot read: permission denied" in err

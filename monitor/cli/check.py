@@ -163,8 +163,12 @@ def validate_config(
                                                help="driftline YAML config")] = None,
     config: Annotated[str | None, typer.Option("--config", "-C", metavar="FILE",
                                                help="the same, as an option (like check's)")] = None,
+    offline: Annotated[bool, typer.Option(
+        "--offline", help="do not check that the files the config names (reference, "
+                          "job_template) exist and are readable")] = False,
 ) -> None:
-    """Report every error in a config file, with file, key and line. Exit 0 or 2."""
+    """Report every error in a config file, with file, key and line, including files it
+    names that cannot be read. Exit 0 or 2."""
     from monitor.config import format_issues, validate_file
 
     if path is not None and config is not None and path != config:
@@ -172,7 +176,7 @@ def validate_config(
     path = path or config
     if path is None:
         raise fail("which config? driftline validate-config CONFIG (or --config CONFIG)")
-    issues = validate_file(path)
+    issues = validate_file(path, check_paths=not offline)
     if issues:
         typer.echo(format_issues(issues), err=True)
         raise typer.Exit(EXIT_ERROR)

@@ -8,18 +8,20 @@ and map every problem to a :class:`ConfigIssue` with its key path and line:
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from monitor.config.errors import ConfigError, ConfigIssue, _describe, format_path
+from monitor.config.fields import ResolvedPath
 from monitor.config.models import Config
 from monitor.config.strict import _MESSAGE_KEY
 from monitor.config.yaml_positions import _locate, _PositionLoader, _yaml_issue
 
 
-def _read(path: Path, file: str) -> tuple[Config | None, list[ConfigIssue]]:
+def _read(path: Path, file: str, check_paths: bool = False) -> tuple[Config | None, list[ConfigIssue]]:
     def fail(message: str, line: int | None = None) -> tuple[None, list[ConfigIssue]]:
         return None, [ConfigIssue(file, "", line, message)]
 
@@ -79,13 +81,61 @@ def _read(path: Path, file: str) -> tuple[Config | None, list[ConfigIssue]]:
             issues.append(ConfigIssue(file, format_path(error_path), line, str(message)))
     if config is not None:
         config._source = path.absolute()
+        if check_paths:
+            issues.extend(_path_issues(config, file, loader.positions))
     issues.sort(key=lambda issue: (issue.line is not None, issue.line or 0))
     return (None if issues else config), issues
 
 
-def validate_file(path: str | Path) -> list[ConfigIssue]:
-    """Every problem in the config file at ``path``, by line; empty when valid."""
-    return _read(Path(path), str(path))[1]
+def validate_file(path: str | Path, *, check_paths: bool = False) -> list[ConfigIssue]:
+    """Every problem in the config file at ``path``, by line; empty when valid.  With
+    ``check_paths``, also every path in it (``reference``, ``job_template``) that does not
+    name a readable file, resolved as the config's users resolve it (against the config
+    file's directory)."""
+    return _read(Path(path), str(path), check_paths)[1]
+
+
+def _path_issues(config: Config, file: str, positions: Mapping[tuple[object, ...], int]
+                 ) -> list[ConfigIssue]:
+    issues = []
+    for where, value in _resolved_paths(config, ()):
+        problem = _unreadable(value.path)
+        if problem:
+            key_path, line = _locate(where, positions)
+            shown = str(value.path) if value.raw == str(value.path) else f"{value.raw!r} ({value.path})"
+            issues.append(ConfigIssue(file, format_path(key_path), line, f"{problem}: {shown}"))
+    return issues
+
+
+def _resolved_paths(value: object, where: tuple[object, ...]
+                    ) -> Iterator[tuple[tuple[object, ...], ResolvedPath]]:
+    """Every :class:`ResolvedPath` in a validated config, with its key path in the YAML."""
+    if isinstance(value, ResolvedPath):
+        yield where, value
+    elif isinstance(value, BaseModel):
+        for name, field in type(value).model_fields.items():
+            yield from _resolved_paths(getattr(value, name), (*where, field.alias or name))
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from _resolved_paths(item, (*where, key))
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            yield from _resolved_paths(item, (*where, index))
+
+
+def _unreadable(path: Path) -> str | None:
+    """Why ``path`` cannot be read as a file, or None."""
+    try:
+        with path.open("rb"):
+            return None
+    except FileNotFoundError:
+        return "no such file"
+    except IsADirectoryError:
+        return "is a directory, not a file"
+    except PermissionError:
+        return "cannot read: permission denied"
+    except OSError as exc:
+        return f"cannot read: {exc.strerror or exc}"
 
 
 def load_config(path: str | Path) -> Config:
