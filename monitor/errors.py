@@ -12,7 +12,8 @@
     │   └── UnknownModel        no model of that name in the config (HTTP 404)
     ├── NotOwnedHere            another monitor replica consumes the model (HTTP 404, owner named)
     └── TemporaryError          may succeed later (broker down, timeouts); has delay_s
-        └── NotReady            this process is still starting (HTTP 503 with Retry-After)
+        ├── NotReady            this process is still starting (HTTP 503 with Retry-After)
+        └── CheckpointNotWritten  a stop could not write the last checkpoint in time
 
 ConfigError (monitor.config) is a PermanentError that carries every issue.  Each
 edge maps the tree once: the HTTP API in exception handlers, the CLI in ``main``.
@@ -86,6 +87,11 @@ class NotOwnedHere(DriftlineError):
 
 class NotReady(TemporaryError):
     """This process cannot answer yet (e.g. not connected to Kafka); retry after ``delay_s``."""
+
+
+class CheckpointNotWritten(TemporaryError):
+    """The service stopped without writing its last checkpoint (Kafka did not take it within
+    the shutdown grace); the message says what a restart replays."""
 
 
 def one_line(exc: BaseException) -> str:

@@ -15,11 +15,14 @@ once).
 
 from __future__ import annotations
 
+import threading
+import time
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from monitor.errors import TemporaryError
 from monitor.service.ports import Rebalance, TopicPartition
 from monitor.wire.records import Record
 
@@ -65,6 +68,8 @@ class KafkaTwin:
         self._crash: _Crash | None = None
         self._member: _Member | None = None  # the group's one member: the latest source
         self.observe: Callable[[Call], None] = lambda call: None  # a test's hook on every call
+        self._stalls: dict[str, bool] = {}  # call name -> whether it honours its timeout
+        self._released = threading.Event()
 
     def log(self, who: str, name: str, *args: Any) -> None:
         call = Call(who, name, args)
@@ -93,6 +98,28 @@ class KafkaTwin:
     def crash_on_send(self, topic: str, *, after: int) -> None:
         """Let ``after`` more sends to ``topic`` through, then raise :class:`Crash`."""
         self._crash = _Crash(topic, after)
+
+    def stall(self, name: str, *, honours_timeout: bool = True) -> None:
+        """Make every ``name`` call ("flush" or "commit") hang as with the broker down: until
+        :meth:`release`, or, when it ``honours_timeout``, until its timeout passes, then
+        TemporaryError as the Kafka clients of :mod:`monitor.service.kafka` raise."""
+        self._stalls[name] = honours_timeout
+        self._released.clear()
+
+    def release(self) -> None:
+        """The broker is back: stalled calls return."""
+        self._stalls.clear()
+        self._released.set()
+
+    def _wait(self, name: str, timeout_s: float | None) -> None:
+        if name not in self._stalls:
+            return
+        honours = self._stalls[name]
+        started = time.monotonic()
+        if self._released.wait(timeout_s if honours else None):
+            return
+        raise TemporaryError(f"Kafka did not answer the {name} in "
+                             f"{time.monotonic() - started:.1f} s")
 
     def rebalance(self, *, revoke: Iterable[TopicPartition] = (),
                   assign: Iterable[TopicPartition] = ()) -> None:
@@ -204,7 +231,8 @@ class TwinSource:
     def partition_for(self, topic: str, key: str) -> int | None:
         return self._twin.partition_for(topic, key)
 
-    def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
+    def commit(self, offsets: Mapping[TopicPartition, int], timeout_s: float | None = None) -> None:
+        self._twin._wait("commit", timeout_s)
         self._commit("commit", offsets)
 
     def commit_async(self, offsets: Mapping[TopicPartition, int]) -> None:
@@ -235,8 +263,9 @@ class TwinSink:
         self._twin.log("sink", "send", topic, key)
         self._twin._send(topic, key, value, headers)
 
-    def flush(self) -> None:
+    def flush(self, timeout_s: float | None = None) -> None:
         self._twin.log("sink", "flush")
+        self._twin._wait("flush", timeout_s)
 
     def close(self) -> None:
         self._twin.log("sink", "close")

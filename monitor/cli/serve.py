@@ -56,6 +56,7 @@ def serve(
     try:
         server.run(sockets=[sock])
     finally:
+        sock.close()
         watchdog_stop()
         service.stop()
     if service.failure is not None:

@@ -101,5 +101,9 @@ class ServiceConfig(_Strict):
 
     history: Annotated[int, Field(ge=1, le=10_000)] = 50
     checkpoint_interval: PositiveDuration = 10.0
+    #: how long a stop (SIGTERM) may take to write the last checkpoint and leave the
+    #: group; past it the process exits non-zero and a restart replays from the last
+    #: checkpoint.  Below Kubernetes' default terminationGracePeriodSeconds (30 s).
+    shutdown_grace: PositiveDuration = 20.0
     max_message_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 1_048_576
     label_join: LabelJoinConfig = LabelJoinConfig()

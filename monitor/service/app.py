@@ -36,7 +36,16 @@ from typing import Any
 from monitor.config import Config, load_config
 from monitor.engine import profile_codec
 from monitor.engine.profiles import Profile
-from monitor.errors import InputError, NotOwnedHere, NotReady, ProfileError
+from monitor.errors import (
+    CheckpointNotWritten,
+    DriftlineError,
+    InputError,
+    NotOwnedHere,
+    NotReady,
+    ProfileError,
+    TemporaryError,
+    one_line,
+)
 from monitor.service import kafka
 from monitor.service.ports import Connection, Sink, Source
 from monitor.streaming.engine import CONTROL_HEADER, REFERENCE_KEY, StreamEngine, TopicPartition, Topics
@@ -89,6 +98,13 @@ class Service:
         self._owners_stale = False  # assignment or models changed: look the partitions up
         self._owners: dict[str, str] = {}
         self._status = self.engine.status()
+        # where a restart would resume each partition: the offsets of the last durable
+        # checkpoint (written here, or restored on assignment); for the shutdown's log
+        self._durable: dict[TopicPartition, int] = {}
+        self._durable_at: float | None = None
+        self._deadline: float | None = None  # monotonic: when a stop must be done
+        self._last_written = False  # the stop's checkpoint is durable
+        self.shutdown_error: CheckpointNotWritten | None = None
 
     @classmethod
     def from_config(cls, config_path: str, *, clock: Clock = time.time,
@@ -128,11 +144,30 @@ class Service:
                          on_assigned=self._assigned, on_revoked=self._revoked)
         self._source = source
 
-    def stop(self, timeout_s: float = 30.0) -> None:
-        """Checkpoint everything owned, leave the group and stop."""
+    def stop(self, grace_s: float | None = None) -> None:
+        """Checkpoint everything owned, leave the group and stop, all within ``grace_s``
+        (``service.shutdown_grace``).  Raises :class:`CheckpointNotWritten` (logged as one
+        line, saying what a restart replays) when the last checkpoint was not written in
+        that time: the process should then exit non-zero."""
+        grace = self.config.service.shutdown_grace if grace_s is None else grace_s
+        self._deadline = time.monotonic() + grace
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
+        thread = self._thread
+        if thread is None:
+            return
+        thread.join(grace)
+        if thread.is_alive():  # stuck in a Kafka call that does not time out in time
+            if self._last_written:
+                log.warning("the last checkpoint is written, but leaving the consumer group took "
+                            "longer than the shutdown grace of %g s", grace)
+                return
+            error = CheckpointNotWritten(
+                f"the last checkpoint was not written within the shutdown grace of {grace:g} s "
+                f"(service.shutdown_grace): Kafka did not answer; {self._replay_note()}")
+            log.error("%s", error)
+            raise error
+        if self.shutdown_error is not None:
+            raise self.shutdown_error
 
     @property
     def alive(self) -> bool:
@@ -142,10 +177,24 @@ class Service:
         try:
             while not self._stop.is_set():
                 self.step()
-            self.close()
+            # the clients' timeouts end a little before the grace, so their error is the one told
+            left = None if self._deadline is None else self._deadline - time.monotonic() - 0.25
+            self.close(None if left is None else max(0.1, left))
+        except CheckpointNotWritten as exc:  # stopping: say what a restart replays, no traceback
+            self.shutdown_error = exc
+            log.error("%s", exc)
         except Exception as exc:  # the consumer cannot go on: say why, let k8s restart us
-            self.failure = kafka.describe(exc)
-            log.exception("the consumer stopped: %s", self.failure)
+            reason = kafka.describe(exc)
+            if self._stop.is_set():  # it failed while stopping: the last checkpoint is not written
+                self.shutdown_error = CheckpointNotWritten(
+                    f"the last checkpoint could not be written: {reason}; {self._replay_note()}")
+                log.error("%s", self.shutdown_error)
+            else:
+                self.failure = reason
+                if isinstance(exc, DriftlineError):  # a known condition: one line is enough
+                    log.error("the consumer stopped: %s", self.failure)
+                else:  # a bug: its traceback
+                    log.exception("the consumer stopped: %s", self.failure)
             self.engine.set_ready(False)
             self._publish()
         finally:
@@ -183,17 +232,51 @@ class Service:
                 self.engine.set_lag(lag)
             self._last_lag = now
 
-    def close(self) -> None:
-        """Checkpoint every assigned partition, commit, leave the group."""
+    def close(self, timeout_s: float | None = None) -> None:
+        """Checkpoint every assigned partition, commit, leave the group.  The checkpoint
+        and the commit wait at most ``timeout_s`` (``service.shutdown_grace``) together;
+        :class:`CheckpointNotWritten` when the checkpoint is not durable by then (a
+        commit that fails after it is only logged: the checkpoint says where to resume)."""
         source = self._source
         assert source is not None, "connect() first"
+        timeout = self.config.service.shutdown_grace if timeout_s is None else timeout_s
+        deadline = time.monotonic() + timeout
         try:
-            with self._lock:
-                offsets = self._checkpoint(self.engine.assigned)
-            source.commit(offsets)
-            log.info("stopped cleanly: state checkpointed, offsets committed")
+            try:
+                with self._lock:
+                    offsets = self._checkpoint(self.engine.assigned, timeout_s=timeout)
+            except Exception as exc:
+                reason = one_line(exc) if isinstance(exc, DriftlineError) else kafka.describe(exc)
+                raise CheckpointNotWritten(f"the last checkpoint could not be written: {reason}; "
+                                           f"{self._replay_note()}") from None
+            self._last_written = True
+            try:
+                source.commit(offsets, timeout_s=max(0.1, deadline - time.monotonic()))
+            except TemporaryError as exc:
+                log.warning("stopped with the state checkpointed, but the offsets were not "
+                            "committed (%s): the checkpoint says where to resume, nothing is "
+                            "replayed", one_line(exc))
+            else:
+                log.info("stopped cleanly: state checkpointed, offsets committed")
         finally:
             self._disconnect()
+
+    def _replay_note(self) -> str:
+        """What a restart replays: each partition from its last durable checkpoint."""
+        positions = self.engine.positions(set(self.engine.assigned))  # a note: no lock needed
+        parts = []
+        for (topic, partition), position in sorted(positions.items()):
+            start = self._durable.get((topic, partition))
+            if start is None:
+                parts.append(f"{topic}[{partition}] from the group's committed offset")
+            elif position > start:
+                parts.append(f"{topic}[{partition}] from offset {start} ({position - start} records)")
+        last = ("the last checkpoint" if self._durable_at is None
+                else f"the last checkpoint ({_stamp(self._durable_at)})")
+        if not parts:
+            return f"a restart replays nothing: no record was taken after {last}"
+        more = f" and {len(parts) - 8} more partitions" if len(parts) > 8 else ""
+        return f"a restart replays what came after {last}: {', '.join(parts[:8])}{more}"
 
     def _disconnect(self) -> None:
         """Close the clients (once); the sink stays set, so a late API call is refused
@@ -224,6 +307,7 @@ class Service:
                     except ProfileError as exc:
                         log.warning("model %s: the uploaded reference is not used: %s", model, exc)
             seeks = self.engine.assign(partitions, stored)
+            self._durable.update(seeks)
             for (topic, partition), offset in seeks.items():
                 source.seek(topic, partition, offset)
             self.engine.set_ready(True)
@@ -244,22 +328,29 @@ class Service:
         with self._lock:
             source.commit_async(self._checkpoint(set(partitions) & self.engine.assigned))
             self.engine.revoke(partitions)
+            for tp in partitions:
+                self._durable.pop(tp, None)
             log.info("revoked %s", ", ".join(f"{t}[{p}]" for t, p in partitions) or "nothing")
             self._owners = self._owners_now()
             self._publish()
 
-    def _checkpoint(self, partitions: set[TopicPartition]) -> dict[TopicPartition, int]:
+    def _checkpoint(self, partitions: set[TopicPartition], timeout_s: float | None = None
+                    ) -> dict[TopicPartition, int]:
         """Write the state of ``partitions`` to the state topic and wait until it is
-        durable; returns the offsets to commit next (only after this returns)."""
+        durable (at most ``timeout_s``); returns the offsets to commit next (only after
+        this returns)."""
         sink = self._sink
         assert sink is not None
         records = self.engine.checkpoint(partitions)
         for key, value in records.items():
             sink.send(self.config.kafka.topics.state, key, value)
-        sink.flush()  # the checkpoints and any DLQ records are durable
+        sink.flush(timeout_s)  # the checkpoints and any DLQ records are durable
         self._last_checkpoint = self._clock()
         self.engine.checkpoint_written(self._last_checkpoint)
-        return self.engine.positions(partitions)
+        positions = self.engine.positions(partitions)
+        self._durable.update(positions)
+        self._durable_at = self._last_checkpoint
+        return positions
 
     # ---- who owns a model
 

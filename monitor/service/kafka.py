@@ -124,10 +124,15 @@ class GroupConsumer:
             return None
         return int(partitions[(murmur2(key.encode()) & 0x7FFFFFFF) % len(partitions)])
 
-    def commit(self, offsets: Mapping[TP, int]) -> None:
-        if offsets:
+    def commit(self, offsets: Mapping[TP, int], timeout_s: float | None = None) -> None:
+        if not offsets:
+            return
+        timeout_ms = None if timeout_s is None else max(1, int(timeout_s * 1000))
+        try:
             self._consumer.commit({TopicPartition(t, p): OffsetAndMetadata(o, "", -1)
-                                   for (t, p), o in offsets.items()})
+                                   for (t, p), o in offsets.items()}, timeout_ms=timeout_ms)
+        except KafkaError as exc:
+            raise TemporaryError(f"committing offsets failed: {describe(exc)}") from None
 
     def commit_async(self, offsets: Mapping[TP, int]) -> None:
         """Commit without waiting (safe on the client's network thread, e.g. in a
@@ -160,7 +165,7 @@ class GroupConsumer:
 
     def close(self) -> None:
         with quiet_logger("kafka.net.transport"):  # it logs a traceback for a socket it just closed
-            self._consumer.close(autocommit=False)
+            self._consumer.close(autocommit=False, timeout_ms=5000)
 
 
 class Producer:
@@ -179,7 +184,8 @@ class Producer:
         raw_key = key.encode() if isinstance(key, str) else key
         self._producer.send(topic, key=raw_key, value=value, headers=list(headers))
 
-    def flush(self, timeout_s: float = 30.0) -> None:
+    def flush(self, timeout_s: float | None = None) -> None:
+        timeout_s = 30.0 if timeout_s is None else timeout_s
         try:
             self._producer.flush(timeout=timeout_s)
         except KafkaError as exc:

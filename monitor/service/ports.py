@@ -49,8 +49,9 @@ class Source(Protocol):
         while the topic's partition count is unknown.  Call only from the polling thread."""
         ...
 
-    def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
-        """Commit ``offsets`` (the next record to read) and wait for the answer."""
+    def commit(self, offsets: Mapping[TopicPartition, int], timeout_s: float | None = None) -> None:
+        """Commit ``offsets`` (the next record to read) and wait for the answer (at most
+        ``timeout_s``, then TemporaryError)."""
         ...
 
     def commit_async(self, offsets: Mapping[TopicPartition, int]) -> None:
@@ -68,8 +69,9 @@ class Sink(Protocol):
     def send(self, topic: str, key: str | bytes | None, value: bytes | None,
              headers: Sequence[tuple[str, bytes]] = ()) -> None: ...
 
-    def flush(self) -> None:
-        """Wait until everything sent is durable; TemporaryError if it is not in time."""
+    def flush(self, timeout_s: float | None = None) -> None:
+        """Wait until everything sent is durable; TemporaryError if it is not in time
+        (``timeout_s``, or the client's default)."""
         ...
 
     def close(self) -> None: ...
