@@ -28,7 +28,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from monitor.wire.decode import encode_predictions
 from tests.conftest import make_frame
-from tests.servers import Broker, Process, free_port
+from tests.servers import Broker, Process, free_port, start_broker
 
 pytestmark = pytest.mark.slow
 
@@ -312,3 +312,31 @@ def test_two_replicas_split_the_partitions_and_a_stopped_one_hands_its_models_ov
     handed = [m for m in models if m in owned_by_b]
     log_a = a.stderr_path.read_text()
     assert handed and all(f"model {m} restored from its checkpoint" in log_a for m in handed)
+
+
+def test_sigterm_with_the_broker_down_ends_within_the_grace_without_a_traceback_and_exits_2(
+        tmp_path: Path, stopper: list[Process]) -> None:
+    own = start_broker(tmp_path / "tansu")  # this test kills its broker
+    try:
+        models = _models_on_distinct_partitions(1)
+        setup = Setup(tmp_path, own, models, size=200, checkpoint="1h")
+        config = setup.config()
+        config.write_text(config.read_text().replace(
+            "service: {checkpoint_interval: 1h,", "service: {checkpoint_interval: 1h, shutdown_grace: 5s,"))
+        proc, url = serve(tmp_path, config, "graced")
+        stopper.append(proc)
+        setup.produce(models[0], _stream(np.random.default_rng(5), 400), 0)
+        wait_until("a window evaluated", lambda: len(history(url, models[0])) == 2, 60, proc)
+    finally:
+        own.kill()
+
+    started = time.monotonic()
+    code = proc.terminate(grace=30)
+    took = time.monotonic() - started
+    stderr = proc.stderr_path.read_text()
+    assert code == 2, stderr
+    assert took < 5 + 3, stderr
+    assert "Traceback" not in stderr
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("driftline: error: the last checkpoint "), stderr
+    assert "a restart replays" in last
