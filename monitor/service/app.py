@@ -19,7 +19,14 @@ state topic (``acks=all``, flushed) and then the consumer offsets are
 committed.  On assignment the state topic is read to its end and each
 partition is sought to where its checkpoint stops; ``/readyz`` turns ready
 once that is done.  A crash (even ``kill -9``) loses only work since the last
-checkpoint, which is replayed from Kafka.
+checkpoint, which is replayed from Kafka.  A stop takes at most
+``service.shutdown_grace``; when Kafka does not take the last checkpoint in that
+time, :meth:`Service.stop` raises :class:`~monitor.errors.CheckpointNotWritten`,
+which says what a restart replays.
+
+Ownership: producers key events by model name, so a model's partition is known
+from Kafka's default partitioner; a replica owns the models of its assigned
+partitions from the assignment on, before their first event.
 """
 
 from __future__ import annotations
