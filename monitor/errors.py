@@ -103,6 +103,15 @@ def one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
+def named(exc: BaseException) -> str:
+    """``Name: message`` of any exception, on one line, the name said once (kafka-python's
+    errors already start their ``str`` with their class name; most exceptions do not)."""
+    name, text = type(exc).__name__, " ".join(str(exc).split())
+    if not text:
+        return name
+    return text if text == name or text.startswith(f"{name}:") else f"{name}: {text}"
+
+
 def _short(value: str, limit: int = 80) -> str:
     """A caller-given name for a message: quoted, escaped, shortened."""
     return repr(value if len(value) <= limit else value[:limit] + "...")

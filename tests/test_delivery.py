@@ -492,3 +492,29 @@ def test_a_sender_made_while_the_broker_is_down_counts_failures_then_delivers_on
         delivery.stop(timeout_s=5)
         if broker is not None:
             broker.stop()
+
+
+class TimingOutSender(RefusingSender):
+    """Fails like kafka-python does when the broker does not answer: the error's text
+    already starts with its class name."""
+
+    def send(self, topic: str, key: bytes, value: bytes, on_done: OnDone) -> None:
+        from kafka.errors import KafkaTimeoutError
+
+        self.calls += 1
+        on_done(KafkaTimeoutError("Batch for TopicPartition(topic='preds', partition=0) expired"))
+
+
+def test_a_delivery_failure_warning_names_the_kafka_error_once(caplog: pytest.LogCaptureFixture) -> None:
+    delivery = Delivery(TimingOutSender(), "preds", "m", max_queue_events=10, batch_events=1, linger_s=0.0,
+                        metrics=CollectorMetrics()).start()
+    with caplog.at_level("WARNING", logger="driftline"):
+        delivery.offer(capture(0))
+        deadline = time.monotonic() + 5
+        while not any("not being delivered" in r.getMessage() for r in caplog.records):
+            assert time.monotonic() < deadline, "no delivery warning"
+            time.sleep(0.01)
+    delivery.stop(timeout_s=2)
+    [warning] = [r.getMessage() for r in caplog.records if "not being delivered" in r.getMessage()]
+    assert "(KafkaTimeoutError: Batch for TopicPartition(topic='preds', partition=0) expired)" in warning
+    assert "KafkaTimeoutError: KafkaTimeoutError" not in warning

@@ -13,7 +13,7 @@ import pytest
 from kafka.errors import KafkaTimeoutError
 
 from monitor.config import Config
-from monitor.errors import CheckpointNotWritten
+from monitor.errors import CheckpointNotWritten, named
 from monitor.service import kafka
 from monitor.service.app import Service
 from tests.kafka_twin import KafkaTwin
@@ -27,10 +27,10 @@ def test_a_kafka_error_is_named_once_in_the_unreachable_message() -> None:
 
 
 def test_an_error_whose_text_lacks_its_name_gets_the_name_and_an_empty_one_is_just_its_name() -> None:
-    assert kafka.describe(ConnectionRefusedError(111, "Connection refused")) == \
+    assert named(ConnectionRefusedError(111, "Connection refused")) == \
         "ConnectionRefusedError: [Errno 111] Connection refused"
-    assert kafka.describe(KafkaTimeoutError()) == "KafkaTimeoutError"
-    assert kafka.describe(RuntimeError("two\nlines")) == "RuntimeError: two lines"
+    assert named(KafkaTimeoutError()) == "KafkaTimeoutError"
+    assert named(RuntimeError("two\nlines")) == "RuntimeError: two lines"
 
 
 def test_the_consumer_failure_names_a_kafka_error_once(tmp_path: Path,

@@ -72,6 +72,7 @@ from kafka.errors import KafkaError, KafkaTimeoutError
 from kafka.net.compat import KafkaNetClient
 from kafka.net.inet import KafkaNetSocket
 
+from monitor.errors import named
 from monitor.runtime import quiet_logger
 
 log = logging.getLogger("driftline.collector.producer")
@@ -240,8 +241,8 @@ class KafkaSender:
             except (KafkaError, OSError) as exc:
                 self._last_error = exc
                 self._next_connect = time.monotonic() + self.retry_connect_s
-                log.warning("Kafka at %s is not reachable (%s: %s); retrying in %g s",
-                            self.bootstrap, type(exc).__name__, exc, self.retry_connect_s)
+                log.warning("Kafka at %s is not reachable (%s); retrying in %g s",
+                            self.bootstrap, named(exc), self.retry_connect_s)
                 raise SenderUnavailable(f"Kafka at {self.bootstrap} is not reachable: {exc}") from None
             with self._lock:
                 closed = self._closed

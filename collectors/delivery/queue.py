@@ -56,6 +56,7 @@ from typing import Any, Literal, Protocol, Self
 from collectors import defaults
 from collectors.delivery.metrics import CollectorMetrics
 from collectors.events import Capture
+from monitor.errors import named
 from monitor.wire.encode import JSON, encode_predictions
 
 log = logging.getLogger("driftline.collector.delivery")
@@ -340,7 +341,7 @@ class Delivery:
                     self.metrics.observe_delivery_latency(model, now - ts / 1000.0)
             else:
                 self.metrics.failed(model, n)
-                log.debug("%d events of %s not delivered: %s: %s", n, model, type(exc).__name__, exc)
+                log.debug("%d events of %s not delivered: %s", n, model, named(exc))
                 self._warn_failure(model, exc)
                 if sending:
                     refused.append(exc)
@@ -357,8 +358,8 @@ class Delivery:
         now = time.monotonic()
         if now - self._last_warning >= _WARN_EVERY_S:
             self._last_warning = now
-            log.warning("events of %s are not being delivered (%s: %s); see "
-                        "driftline_collector_events_failed_total", model, type(exc).__name__, exc)
+            log.warning("events of %s are not being delivered (%s); see "
+                        "driftline_collector_events_failed_total", model, named(exc))
 
     def _count_dropped(self, captures: Sequence[Capture], reason: str) -> None:
         counts: dict[str, int] = {}

@@ -51,6 +51,7 @@ from monitor.errors import (
     NotReady,
     ProfileError,
     TemporaryError,
+    named,
     one_line,
 )
 from monitor.service import kafka
@@ -191,7 +192,7 @@ class Service:
             self.shutdown_error = exc
             log.error("%s", exc)
         except Exception as exc:  # the consumer cannot go on: say why, let k8s restart us
-            reason = kafka.describe(exc)
+            reason = named(exc)
             if self._stop.is_set():  # it failed while stopping: the last checkpoint is not written
                 self.shutdown_error = CheckpointNotWritten(
                     f"the last checkpoint could not be written: {reason}; {self._replay_note()}")
@@ -253,7 +254,7 @@ class Service:
                 with self._lock:
                     offsets = self._checkpoint(self.engine.assigned, timeout_s=timeout)
             except Exception as exc:
-                reason = one_line(exc) if isinstance(exc, DriftlineError) else kafka.describe(exc)
+                reason = one_line(exc) if isinstance(exc, DriftlineError) else named(exc)
                 raise CheckpointNotWritten(f"the last checkpoint could not be written: {reason}; "
                                            f"{self._replay_note()}") from None
             self._last_written = True

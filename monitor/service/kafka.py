@@ -38,7 +38,7 @@ from kafka.coordinator.assignors.range import RangePartitionAssignor
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 from kafka.partitioner.default import murmur2
 
-from monitor.errors import TemporaryError
+from monitor.errors import TemporaryError, named
 from monitor.runtime import quiet_logger
 from monitor.wire.records import Record
 
@@ -56,17 +56,8 @@ GROUP_TIMEOUTS = {"session_timeout_ms": 10_000, "heartbeat_interval_ms": 1_000,
                   "max_poll_interval_ms": 300_000}
 
 
-def describe(exc: BaseException) -> str:
-    """``Name: message`` of an exception, on one line, the name said once: kafka-python's
-    errors already start their ``str`` with their class name, other exceptions do not."""
-    name, text = type(exc).__name__, " ".join(str(exc).split())
-    if not text:
-        return name
-    return text if text == name or text.startswith(f"{name}:") else f"{name}: {text}"
-
-
 def _unreachable(bootstrap: str, exc: Exception) -> TemporaryError:
-    return TemporaryError(f"Kafka at {bootstrap} is not reachable: {describe(exc)}")
+    return TemporaryError(f"Kafka at {bootstrap} is not reachable: {named(exc)}")
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -132,7 +123,7 @@ class GroupConsumer:
             self._consumer.commit({TopicPartition(t, p): OffsetAndMetadata(o, "", -1)
                                    for (t, p), o in offsets.items()}, timeout_ms=timeout_ms)
         except KafkaError as exc:
-            raise TemporaryError(f"committing offsets failed: {describe(exc)}") from None
+            raise TemporaryError(f"committing offsets failed: {named(exc)}") from None
 
     def commit_async(self, offsets: Mapping[TP, int]) -> None:
         """Commit without waiting (safe on the client's network thread, e.g. in a
@@ -190,7 +181,7 @@ class Producer:
             self._producer.flush(timeout=timeout_s)
         except KafkaError as exc:
             raise TemporaryError(f"Kafka did not take the writes in {timeout_s:g} s: "
-                                 f"{describe(exc)}") from None
+                                 f"{named(exc)}") from None
 
     def close(self) -> None:
         with quiet_logger("kafka.net.transport"):  # it logs a traceback for a socket it just closed
