@@ -68,14 +68,18 @@ def _large(*paths: str) -> bool:
     return total >= limit
 
 
+ConfigOption = Annotated[str | None, typer.Option("--config", "-C", metavar="FILE",
+                                                  help="driftline YAML config")]
+ModelOption = Annotated[str | None, typer.Option("--model", metavar="NAME", help="model in the config")]
+
+
 def check(
     current: Annotated[str, typer.Option("--current", "-c", metavar="FILE", help="CSV or Parquet")],
     reference: Annotated[str | None, typer.Option(
         "--reference", "-r", metavar="FILE",
         help="CSV, Parquet or saved profile (default: the model's reference in --config)")] = None,
-    config: Annotated[str | None, typer.Option("--config", "-C", metavar="FILE",
-                                               help="driftline YAML config")] = None,
-    model: Annotated[str | None, typer.Option("--model", metavar="NAME", help="model in the config")] = None,
+    config: ConfigOption = None,
+    model: ModelOption = None,
     fmt: Annotated[OutputFormat | None, typer.Option(
         "--format", help="table (default on a terminal) or json (default otherwise)")] = None,
 ) -> None:
@@ -132,9 +136,8 @@ def profile(
     reference: Annotated[str | None, typer.Option(
         "--reference", "-r", metavar="FILE",
         help="CSV or Parquet (default: the model's reference in --config)")] = None,
-    config: Annotated[str | None, typer.Option("--config", "-C", metavar="FILE",
-                                               help="driftline YAML config")] = None,
-    model: Annotated[str | None, typer.Option("--model", metavar="NAME", help="model in the config")] = None,
+    config: ConfigOption = None,
+    model: ModelOption = None,
 ) -> None:
     """Build and save a reference profile."""
     from monitor.batch import check as batch
