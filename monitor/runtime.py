@@ -2,6 +2,7 @@
 
 * :func:`tune_allocator`: keep large freed blocks for reuse (the service);
 * :func:`quiet_logger`: silence a chatty third-party logger for a block;
+* :func:`without_tracebacks`: third-party log records on one line, for good;
 * :func:`exposition`: a Prometheus scrape body for a registry and an Accept header.
 
 The collector may import this module (and ``monitor.wire``, ``monitor.errors``):
@@ -65,6 +66,32 @@ def quiet_logger(*names: str) -> Iterator[None]:
     finally:
         for logger, level in zip(loggers, levels, strict=True):
             logger.setLevel(level)
+
+
+class _OneLine(logging.Filter):
+    """Drops the traceback of records from the given loggers (and their children)."""
+
+    def __init__(self, names: tuple[str, ...]) -> None:
+        super().__init__()
+        self.names = frozenset(names)
+        self.children = tuple(f"{name}." for name in names)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and (record.name in self.names or record.name.startswith(self.children)):
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+def without_tracebacks(*loggers: str) -> None:
+    """Log records of ``loggers`` (and their children) keep their one-line message but lose
+    their traceback, on every handler of the root logger (call after logging is configured).
+
+    kafka-python logs a traceback at ERROR when a broker resets a connection; during an
+    outage that is expected, and the service and the collector report the outage themselves,
+    in one line.  driftline's own records keep their tracebacks (a bug must show one).
+    """
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_OneLine(loggers))
 
 
 def exposition(registry: Any, accept: str | None = None) -> tuple[bytes, str]:

@@ -34,6 +34,7 @@ def serve(
     logging.basicConfig(level=log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("kafka").setLevel(logging.WARNING)
+    runtime.without_tracebacks("kafka")  # a broker outage is reported by the service, in one line
     runtime.tune_allocator()
     service = Service.from_config(config)
     # the port first: a second serve on a taken port fails here, before it joins the
