@@ -10,17 +10,26 @@ import pytest
 
 from monitor import runtime
 
+NAMES = ("kafka", "kafka.net.transport", "kafkaesque", "driftline.service")
+
 
 @pytest.fixture
 def root_output() -> Iterator[io.StringIO]:
+    """What the root logger's handlers print, with every logger used here let through
+    (other tests and CLI runs in this process raise the kafka loggers' levels)."""
     out = io.StringIO()
     handler = logging.StreamHandler(out)
     root = logging.getLogger()
     root.addHandler(handler)
+    levels = {name: logging.getLogger(name).level for name in NAMES}
+    for name in NAMES:
+        logging.getLogger(name).setLevel(logging.DEBUG)
     try:
         yield out
     finally:
         root.removeHandler(handler)
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
 
 
 def log_with_traceback(name: str) -> None:
