@@ -6,11 +6,14 @@ import os
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from monitor.cli.common import EXIT_DRIFT, EXIT_ERROR, EXIT_OK, fail, now, reader_may_leave
+
+if TYPE_CHECKING:  # the batch stack loads when a command runs
+    from monitor.batch.check import ModelPlan
 
 
 class OutputFormat(StrEnum):
@@ -73,6 +76,20 @@ ConfigOption = Annotated[str | None, typer.Option("--config", "-C", metavar="FIL
 ModelOption = Annotated[str | None, typer.Option("--model", metavar="NAME", help="model in the config")]
 
 
+def _plan(config: str | None, model: str | None, reference: str | None) -> tuple[ModelPlan, str]:
+    """The model's plan from the config (an empty one without), and the reference to use:
+    the one given, else the one the config's model names; a one-line failure otherwise."""
+    from monitor.batch import check as batch
+
+    if model is not None and config is None:
+        raise fail("--model needs --config")
+    plan = batch.plan_from_config(config, model) if config else batch.ModelPlan("", None)
+    reference = reference or plan.reference
+    if reference is None:
+        raise fail("--reference is required (or a --config whose model names a reference)")
+    return plan, reference
+
+
 def check(
     current: Annotated[str, typer.Option("--current", "-c", metavar="FILE", help="CSV or Parquet")],
     reference: Annotated[str | None, typer.Option(
@@ -95,12 +112,7 @@ def check(
     tabular.release_memory_eagerly()
     # scipy.stats loads while the files are read and profiled
     threading.Thread(target=ks.preload, name="preload-scipy", daemon=True).start()
-    if model is not None and config is None:
-        raise fail("--model needs --config")
-    plan = batch.plan_from_config(config, model) if config else batch.ModelPlan("", None)
-    reference = reference or plan.reference
-    if reference is None:
-        raise fail("--reference is required (or a --config whose model names a reference)")
+    plan, reference = _plan(config, model, reference)
     out_format = fmt or (OutputFormat.table if sys.stdout.isatty() else OutputFormat.json)
     width = len(plan.features) if plan.features else 20
     with _Steps(sys.stderr.isatty() and _large(reference, current), 2 * width + 5) as step:
@@ -144,12 +156,7 @@ def profile(
     from monitor.batch import tabular
 
     tabular.release_memory_eagerly()
-    if model is not None and config is None:
-        raise fail("--model needs --config")
-    plan = batch.plan_from_config(config, model) if config else batch.ModelPlan("", None)
-    reference = reference or plan.reference
-    if reference is None:
-        raise fail("--reference is required (or a --config whose model names a reference)")
+    plan, reference = _plan(config, model, reference)
     width = len(plan.features) if plan.features else 20
     with _Steps(sys.stderr.isatty() and _large(reference), width + 3) as step:
         built = batch.build_profile(reference, plan, out, created_at=now(), step=step)
