@@ -14,8 +14,9 @@ def _env(name: str) -> str:
     return f"DRIFTLINE_{name}"
 
 
-def _names(text: str | None) -> frozenset[str]:
-    return frozenset(n.strip() for n in (text or "").split(",") if n.strip())
+def _names(text: str | None) -> tuple[str, ...]:
+    """The names of a comma-separated flag, in order, blanks around them and empty ones left out."""
+    return tuple(n.strip() for n in (text or "").split(",") if n.strip())
 
 
 def collect(
@@ -106,10 +107,9 @@ def collect(
             raise fail(f"generic protocol: {exc}") from None
     elif protocol == "generic":
         raise fail("--protocol generic needs --generic-instances and --generic-outputs")
-    drop, hashed = _names(drop_fields), _names(hash_fields)
+    drop, hashed = frozenset(_names(drop_fields)), frozenset(_names(hash_fields))
     policy = FieldPolicy(drop=drop, hash=hashed, salt=hash_salt.encode()) if drop or hashed else None
-    names = tuple(n.strip() for n in (feature_names or "").split(",") if n.strip()) or None
-    outputs = tuple(n.strip() for n in (output_names or "").split(",") if n.strip()) or None
+    names, outputs = _names(feature_names) or None, _names(output_names) or None
     settings = SidecarSettings(
         proxy=ProxySettings(upstream=upstream, model=model, model_version=model_version,
                             sample_rate=sample_rate, max_payload_bytes=max_payload_bytes,
