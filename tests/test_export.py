@@ -61,6 +61,7 @@ def full_status() -> ServiceStatus:
         unknown_fields={"debug_flag": 3, "session_token": 1},
         labels_joined=40, labels_unmatched=2, join_evictions=5, join_buffer_size=17,
         performance={"roc_auc": 0.81, "accuracy": 0.9},
+        dataset_drift_streak=4, feature_drift_streaks={"income": 4, "region": 0, "age": 0},
     )
     churn = model("churn", None, window_rows=12, window_fill=0.012, events_total=12)
     evaluation = Histogram().observe(0.004).observe(0.004).observe(0.3).observe(42.0)
@@ -74,6 +75,7 @@ def full_status() -> ServiceStatus:
         evaluation=evaluation,
         ready=True,
         now=1_700_000_100.0,
+        model_lag={"credit": 3},
     )
 
 
@@ -262,7 +264,8 @@ def test_every_metric_has_the_driftline_prefix_and_a_help_text() -> None:
             "events_invalid", "window_rows",
             "window_fill_ratio", "last_evaluation_timestamp_seconds", "consumer_lag_messages",
             "checkpoint_age_seconds", "evaluation_duration_seconds", "labels_joined", "labels_unmatched",
-            "label_join_evictions", "label_join_buffer_size", "schema_unknown_fields", "ready")}
+            "label_join_evictions", "label_join_buffer_size", "schema_unknown_fields", "ready",
+            "dataset_drift_streak", "feature_drift_streak", "model_consumer_lag_messages")}
     for family in families:
         assert family.name.startswith("driftline_")
         assert len(family.documentation.split()) >= 5, family.name
@@ -329,3 +332,13 @@ def test_promtool_finds_no_problem_in_the_exposition(status: ServiceStatus) -> N
     result = subprocess.run([promtool, "check", "metrics"], input=render(status).encode(),
                             capture_output=True, timeout=60, check=False)
     assert result.returncode == 0, (result.stdout + result.stderr).decode()
+
+
+def test_drift_streaks_and_model_lag_are_exported_only_for_models_with_an_evaluated_window() -> None:
+    text = render(full_status())
+    assert series(text, "driftline_dataset_drift_streak") == {by(("model", "credit")): 4.0}
+    assert series(text, "driftline_feature_drift_streak") == {
+        by(("feature", "income"), ("model", "credit"), ("test", "ks")): 4.0,
+        by(("feature", "region"), ("model", "credit"), ("test", "psi")): 0.0,
+        by(("feature", "age"), ("model", "credit"), ("test", "wasserstein")): 0.0}
+    assert series(text, "driftline_model_consumer_lag_messages") == {by(("model", "credit")): 3.0}

@@ -344,3 +344,29 @@ def test_a_record_the_engine_fails_on_goes_to_the_dlq_and_the_next_one_is_proces
     assert engine.monitors["m"].events == 100 and len(engine.monitors["m"].history) == 1
     assert engine.status().invalid[("m", "wrong_types")] == 100
     assert engine.status().events_total["m"] == 100
+
+
+def test_drift_streaks_count_drifted_windows_in_a_row_reset_on_a_clean_one_and_survive_a_restart(rng):
+    from monitor.wire.decode import decode_predictions
+
+    setup = _setup(rng, performance=False)
+    frame = pd.concat([make_frame(rng, 1000), make_frame(rng, 1500, shift=0.5), make_frame(rng, 500)],
+                      ignore_index=True)
+    batches = [decode_predictions(encode_predictions("m", _events(frame.iloc[lo:lo + 500], lo)))
+               for lo in range(0, 3000, 500)]
+    first = ModelMonitor(setup, clock=_clock)
+    reports = [r for b in batches[:4] for r in first.add(b)]
+    verdicts = [r.drift_detected for r in reports]
+    assert verdicts == [False, False, True, True]
+    assert first.status().dataset_drift_streak == 2
+    drifted = {f.name for f in reports[-1].features if f.drift}
+    assert drifted and all(first.status().feature_drift_streaks[name] >= 1 for name in drifted)
+    resumed = ModelMonitor(setup, clock=_clock)
+    resumed.restore(first.snapshot())
+    assert resumed.status().dataset_drift_streak == 2
+    assert resumed.status().feature_drift_streaks == first.status().feature_drift_streaks
+    assert [r.drift_detected for r in resumed.add(batches[4])] == [True]
+    assert resumed.status().dataset_drift_streak == 3
+    assert [r.drift_detected for r in resumed.add(batches[5])] == [False]
+    assert resumed.status().dataset_drift_streak == 0
+    assert set(resumed.status().feature_drift_streaks.values()) <= {0, 1}

@@ -297,7 +297,18 @@ class Service:
                 client.close()
 
     def _publish(self) -> None:
-        self._status = replace(self.engine.status(), owners=self._owners)
+        status = self.engine.status()
+        self._status = replace(status, owners=self._owners, model_lag=self._model_lag(status))
+
+    def _model_lag(self, status: ServiceStatus) -> dict[str, int]:
+        """Each owned model's lag: that of the predictions partition its key hashes to."""
+        topic = self.config.kafka.topics.predictions
+        lag: dict[str, int] = {}
+        for model in status.models:
+            partition = self._partition_of.get(model)
+            if partition is not None and (topic, partition) in status.lag:
+                lag[model] = status.lag[(topic, partition)]
+        return lag
 
     # ---- partitions
 

@@ -138,6 +138,29 @@ class StatusCollector:
             for metric, value in model.performance.items():
                 performance.add_metric([name, metric], float(value))
         yield from (score, p_value, drifted, share, dataset, performance)
+        yield from self._streaks(status)
+
+    def _streaks(self, status: ServiceStatus) -> Iterator[Metric]:
+        dataset = _gauge(
+            "dataset_drift_streak",
+            "Windows in a row, up to and including the latest evaluated one, in which the model "
+            "drifted as a whole; 0 when the latest did not drift.  Alert rules fire on a streak, "
+            "not on one window (each window is a fresh test that alarms by chance at rate alpha).",
+            _M)
+        feature = _gauge(
+            "feature_drift_streak",
+            "Windows in a row, up to and including the latest evaluated one, in which the feature "
+            "drifted; 0 when it did not drift in the latest.",
+            _MFT)
+        for name, model in status.models.items():
+            latest = model.latest
+            if latest is None:
+                continue
+            dataset.add_metric([name], float(model.dataset_drift_streak))
+            for result in latest.features:
+                feature.add_metric([name, result.name, result.test],
+                                   float(model.feature_drift_streaks.get(result.name, 0)))
+        yield from (dataset, feature)
 
     def _throughput(self, status: ServiceStatus) -> Iterator[Metric]:
         counts = dict.fromkeys(status.configured_models, 0)
@@ -214,6 +237,15 @@ class StatusCollector:
         for (topic, partition), messages in sorted(status.lag.items()):
             lag.add_metric([topic, str(partition)], float(messages))
         yield lag
+
+        model_lag = _gauge(
+            "model_consumer_lag_messages",
+            "Prediction messages not yet consumed in the partition that carries the model "
+            "(its key hashes there; other models on that partition share the figure).",
+            _M)
+        for name, messages in sorted(status.model_lag.items()):
+            model_lag.add_metric([name], float(messages))
+        yield model_lag
 
         age = _gauge(
             "checkpoint_age_seconds",

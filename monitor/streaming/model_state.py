@@ -117,6 +117,10 @@ class ModelMonitor:
         self.events = 0
         self.latest_window: Profile | None = None  # the last closed window (its report's input)
         self.last_performance: PerformanceResult | None = None
+        # drifted windows in a row, up to and including the latest one (0 when it did
+        # not drift): what the alert rules read, so that one unlucky window never pages
+        self.dataset_streak = 0
+        self.feature_streaks: dict[str, int] = {}
 
     # ---- feeding
 
@@ -202,7 +206,13 @@ class ModelMonitor:
             body=body)
         self.history.append(result)
         self.latest_window = window.profile
+        self._count_streaks(result)
         return result
+
+    def _count_streaks(self, report: WindowReport) -> None:
+        self.dataset_streak = self.dataset_streak + 1 if report.drift_detected else 0
+        self.feature_streaks = {f.name: self.feature_streaks.get(f.name, 0) + 1 if f.drift else 0
+                                for f in report.features}
 
     # ---- reading
 
@@ -216,7 +226,8 @@ class ModelMonitor:
             unknown_fields=dict(self.windower.unknown_fields), labels_joined=self.join.joined,
             labels_unmatched=self.join.unmatched, join_evictions=self.join.evicted,
             join_buffer_size=len(self.join), performance=performance,
-            reference=self.setup.reference_source)
+            reference=self.setup.reference_source, dataset_drift_streak=self.dataset_streak,
+            feature_drift_streaks=dict(self.feature_streaks))
 
     # ---- checkpoints
 
@@ -229,6 +240,7 @@ class ModelMonitor:
             else self.last_performance.to_dict(),
             "history": [_report_to_dict(r) for r in self.history], "events": self.events,
             "latest_window": self._latest_window_bytes(),
+            "streaks": {"dataset": self.dataset_streak, "features": self.feature_streaks},
         }
         return msgspec.msgpack.encode(state)
 
@@ -267,6 +279,9 @@ class ModelMonitor:
             self.history.clear()
             self.history.extend(_report_from_dict(r) for r in state["history"])
             self.events = int(state["events"])
+            streaks = state.get("streaks") or {}  # absent from checkpoints of older versions
+            self.dataset_streak = int(streaks.get("dataset", 0))
+            self.feature_streaks = {str(k): int(v) for k, v in streaks.get("features", {}).items()}
             latest = state.get("latest_window")  # absent from checkpoints of older versions
             self.latest_window = None if latest is None else profile_codec.loads(
                 bytes(latest), f"model {self.setup.name!r} latest window")

@@ -81,6 +81,8 @@ class ModelStatus:
     join_buffer_size: int
     performance: Mapping[str, float]  # latest performance metrics, metric -> value
     reference: str  # where the reference profile came from
+    dataset_drift_streak: int = 0  # drifted windows in a row, up to the latest (0: it did not drift)
+    feature_drift_streaks: Mapping[str, int] = field(default_factory=dict)  # the same, per feature
 
 
 @dataclass(frozen=True)
@@ -120,6 +122,8 @@ class ServiceStatus:
     # configured models another replica consumes -> who, as precisely as known (e.g.
     # "partition 3 of driftline.predictions is assigned to another member of group driftline")
     owners: Mapping[str, str] = field(default_factory=dict)
+    # owned model -> lag of the predictions partition its key hashes to (messages)
+    model_lag: Mapping[str, int] = field(default_factory=dict)
 
 
 class ServiceControl(Protocol):
