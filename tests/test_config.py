@@ -334,7 +334,8 @@ def test_unknown_key_reports_did_you_mean_with_line_number() -> None:
 def test_unknown_key_without_a_close_match_lists_the_allowed_keys() -> None:
     issue = by_path(validate_file(fixture("unknown_keys")))["models[0].alerts.colour"]
 
-    assert issue.message == "unknown key 'colour'; allowed keys: for, severity"
+    assert issue.message == ("unknown key 'colour'; allowed keys: for, severity, consecutive_windows, "
+                             "stale_after, stale_windows, max_consumer_lag, overrides")
 
 
 def test_unknown_metric_is_an_unknown_key_with_a_hint(tmp_path: Path) -> None:

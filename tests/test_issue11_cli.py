@@ -226,7 +226,7 @@ def test_validate_config_reports_a_reference_that_does_not_exist_with_file_and_l
     config = config_in(tmp_path, "flights/missing.parquet")
     code, out, err = run(["validate-config", str(config)], capsys)
     assert (code, out) == (2, "")
-    assert err == (f"{config}:12: models[0].reference: no such file: 'flights/missing.parquet' "
+    assert err == (f"{config}:21: models[0].reference: no such file: 'flights/missing.parquet' "
                    f"({tmp_path / 'flights' / 'missing.parquet'})\n")
 
 
@@ -250,7 +250,7 @@ def test_validate_config_reports_a_path_that_is_a_directory_or_unreadable(tmp_pa
     config = config_in(tmp_path, "flights")
     (tmp_path / "flights").mkdir()
     code, _, err = run(["validate-config", str(config)], capsys)
-    assert code == 2 and err.startswith(f"{config}:12: models[0].reference: is a directory, not a file")
+    assert code == 2 and err.startswith(f"{config}:21: models[0].reference: is a directory, not a file")
     if os.geteuid() == 0:
         return  # root reads any file
     config = config_in(tmp_path, "locked.parquet")

@@ -35,12 +35,18 @@ from monitor.config.errors import ConfigError, ConfigIssue, format_issues, forma
 from monitor.config.features import FeatureSpec, MetricBounds, PerformanceSpec, PredictionSpec, TargetSpec
 from monitor.config.fields import ResolvedPath
 from monitor.config.integrations import (
+    ALERT_NAMES,
+    TARGET_KINDS,
     ActionsConfig,
     ActionSet,
+    AlertOverride,
     AlertsConfig,
     KafkaConfig,
     KafkaTopics,
     LabelJoinConfig,
+    LinksConfig,
+    ObjectRef,
+    RemediateConfig,
     RetrainAction,
     RollbackAction,
     ServiceConfig,
@@ -50,7 +56,13 @@ from monitor.config.models import Config, DefaultsConfig, EffectiveModelSettings
 from monitor.config.settings import DatasetDriftRule, Materiality, ProfileSettings, WindowSpec
 
 __all__ = [
+    "ALERT_NAMES",
+    "TARGET_KINDS",
     "ActionSet",
+    "AlertOverride",
+    "LinksConfig",
+    "ObjectRef",
+    "RemediateConfig",
     "ActionsConfig",
     "AlertsConfig",
     "Config",

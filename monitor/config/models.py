@@ -28,7 +28,14 @@ from monitor.config.fields import (
     ResolvedPath,
     Version,
 )
-from monitor.config.integrations import ActionsConfig, AlertsConfig, KafkaConfig, ServiceConfig
+from monitor.config.integrations import (
+    ActionsConfig,
+    AlertsConfig,
+    KafkaConfig,
+    LinksConfig,
+    RemediateConfig,
+    ServiceConfig,
+)
 from monitor.config.settings import DatasetDriftRule, Materiality, ProfileSettings, WindowSpec
 from monitor.config.strict import Loc, _get, _Strict
 from monitor.errors import UnknownModel
@@ -141,6 +148,8 @@ class Config(_Strict):
 
     kafka: KafkaConfig = KafkaConfig()
     service: ServiceConfig = ServiceConfig()
+    links: LinksConfig = LinksConfig()
+    remediate: RemediateConfig = RemediateConfig()
     defaults: DefaultsConfig = DefaultsConfig()
     models: Annotated[list[ModelConfig], Field(min_length=1)]
 
