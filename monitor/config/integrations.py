@@ -28,7 +28,6 @@ from monitor.config.fields import (
 )
 from monitor.config.strict import Loc, _Strict
 
-
 #: The alerts ``driftline rules`` generates (``alertname``), in the order it writes them.
 ALERT_NAMES: tuple[str, ...] = (
     "DriftlineDatasetDrift",
