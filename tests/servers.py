@@ -520,3 +520,58 @@ def start_prometheus(tmp_path: Path | None, targets: Sequence[str], scrape_inter
     except BaseException:
         prom.stop()
         raise
+
+
+def alertmanager_binary() -> Path:
+    """Alertmanager from PATH (apt package ``prometheus-alertmanager``)."""
+    for name in ("prometheus-alertmanager", "alertmanager"):
+        found = shutil.which(name)
+        if found:
+            return Path(found)
+    raise ServerMissing("alertmanager is missing: install it with `apt-get install -y "
+                        "--no-install-recommends prometheus-alertmanager` (.ci/test does)")
+
+
+class Alertmanager(_Server):
+    """An Alertmanager on a free loopback port with the given config (a dict, written as
+    JSON), clustering off; :meth:`alerts` reads what it holds."""
+
+    name = "alertmanager"
+
+    def __init__(self, workdir: Path | None, config: Mapping[str, Any], *,
+                 start_timeout: float = PROMETHEUS_START_TIMEOUT_S) -> None:
+        super().__init__(workdir)
+        self.config = dict(config)
+        self.start_timeout = start_timeout
+        self.port = 0
+        self.config_path = self.workdir / "alertmanager.yml"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> Self:
+        binary = alertmanager_binary()
+        self.config_path.write_text(json.dumps(self.config, indent=2) + "\n")
+        t0 = time.monotonic()
+        self.port = free_port()
+        self.process = Process(
+            [binary, f"--config.file={self.config_path}", f"--storage.path={self.workdir / 'data'}",
+             f"--web.listen-address=127.0.0.1:{self.port}", "--cluster.listen-address=",
+             "--log.level=info"],
+            self.workdir, name=f"alertmanager-{self.port}")
+        self.process.wait_http(f"{self.url}/-/ready", self.start_timeout)
+        self.startup_s = time.monotonic() - t0
+        return self
+
+    def alerts(self) -> list[dict[str, Any]]:
+        """``GET /api/v2/alerts``."""
+        status, body = _http_get(f"{self.url}/api/v2/alerts", 5.0)
+        if status != 200:
+            raise self._proc().error(f"GET /api/v2/alerts: HTTP {status}: {body[:200]!r}")
+        result: list[dict[str, Any]] = json.loads(body)
+        return result
