@@ -119,7 +119,8 @@ def test_an_oversized_body_gets_400_before_it_is_read_whole(tmp_path: Path) -> N
 def test_a_dataset_drift_is_a_dry_run_seen_in_actions_the_json_log_and_metrics(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     client, clock, _ = make_client(tmp_path)
-    body = payload(alert(), alert("DriftlineFeatureDrift", feature="dep_delay", fingerprint="0f0f0f0f0f0f0f0f"),
+    body = payload(alert(),
+                   alert("DriftlineFeatureDrift", feature="dep_delay", fingerprint="0f0f0f0f0f0f0f0f"),
                    alert("DriftlineFeatureDrift", feature="air_time", fingerprint="1e1e1e1e1e1e1e1e"))
     with caplog.at_level(logging.INFO, logger="driftline.remediate.audit"):
         answer = client.post("/alerts", json=body, headers=AUTH)
@@ -147,7 +148,8 @@ def test_a_dataset_drift_is_a_dry_run_seen_in_actions_the_json_log_and_metrics(
     assert retrain["at"].startswith("2026-11-29T")  # 1_796_000_000 s
 
 
-def test_the_same_alert_resent_is_a_duplicate_and_a_new_episode_waits_out_the_cooldown(tmp_path: Path) -> None:
+def test_the_same_alert_resent_is_a_duplicate_and_a_new_episode_waits_out_the_cooldown(
+        tmp_path: Path) -> None:
     client, clock, _ = make_client(tmp_path)
     first = client.post("/alerts", json=payload(alert()), headers=AUTH).json()["decisions"]
     clock.now += 600
@@ -191,7 +193,8 @@ def test_a_manual_approval_waits_as_pending_until_approved_once(tmp_path: Path) 
     assert approved.status_code == 200
     # no cluster: what the approval would do is recorded, nothing is called
     assert approved.json()["decision"] == "dry_run"
-    assert approved.json()["reason"].startswith("dry-run (no cluster): would create Job retrain-flight-delay-")
+    assert approved.json()["reason"].startswith(
+        "dry-run (no cluster): would create Job retrain-flight-delay-")
     again = client.post(f"/actions/{pending['id']}/approve", headers=AUTH)
     assert again.status_code == 409 and "not pending" in again.json()["detail"]
     assert client.post("/actions/0000000000000000/approve", headers=AUTH).status_code == 404
@@ -201,5 +204,5 @@ def test_a_rotated_token_file_is_read_again_without_a_restart(tmp_path: Path) ->
     client, _, token_file = make_client(tmp_path)
     token_file.write_text("rotated-token-with-another-length\n")
     assert client.post("/alerts", json=payload(alert()), headers=AUTH).status_code == 401
-    assert client.post("/alerts", json=payload(alert()),
-                       headers={"Authorization": "Bearer rotated-token-with-another-length"}).status_code == 200
+    rotated = {"Authorization": "Bearer rotated-token-with-another-length"}
+    assert client.post("/alerts", json=payload(alert()), headers=rotated).status_code == 200
