@@ -48,7 +48,7 @@ class ReceiverMetrics:
 
     def count(self, decision: Decision) -> None:
         model = decision.model if decision.model in self._models else ""
-        action = decision.action or "notify"
+        action = decision.action or "none"
         self.actions.labels(model=model, action=action, outcome=decision.outcome).inc()
         if decision.outcome == "acted":
             self.last_action.labels(model=model, action=action).set(decision.at)

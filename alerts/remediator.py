@@ -36,6 +36,7 @@ import yaml
 from alerts import policy
 from alerts.audit import Audit
 from alerts.cluster import ActionFailed, Claimed, Cluster, Retrain
+from alerts.manifests import retrain_name
 from alerts.metrics import ReceiverMetrics
 from alerts.monitor_api import WindowContext
 from alerts.types import TRIGGERS, Alert, ClusterView, Decision, PastAction
@@ -280,6 +281,4 @@ def _action_sets(model: ModelConfig) -> list[Any]:
 
 
 def _job_name(retrain: Retrain) -> str:
-    from alerts.manifests import object_name
-
-    return object_name(retrain)
+    return retrain_name(retrain.template, retrain.model, retrain.alert_key)
