@@ -40,7 +40,7 @@ from alerts.manifests import retrain_name
 from alerts.metrics import ReceiverMetrics
 from alerts.monitor_api import WindowContext
 from alerts.types import TRIGGERS, Alert, ClusterView, Decision, PastAction
-from monitor.config import Config, ModelConfig, ObjectRef
+from monitor.config import ActionSet, Config, ModelConfig, ObjectRef
 from monitor.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -273,7 +273,7 @@ class Remediator:
         self.cluster.record_event(target, namespace, decision)
 
 
-def _action_sets(model: ModelConfig) -> list[Any]:
+def _action_sets(model: ModelConfig) -> list[ActionSet]:
     actions = model.actions
     if actions is None:
         return []
