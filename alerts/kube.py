@@ -113,6 +113,10 @@ class _NotFound(Exception):
     """404 NotFound, asked for by the caller."""
 
 
+class _NoSubresource(Exception):
+    """Discovery lists no such subresource of the kind."""
+
+
 class _NoCacheDiscoverer(LazyDiscoverer):
     """Discovery kept in memory: never read from or written to a cache file in /tmp (stale
     across API servers on one port in tests; a read-only root filesystem in the pod)."""
@@ -451,7 +455,9 @@ class KubeCluster:
             raise _ApiRefused(404, "NotFound", f"the server does not serve {kind} in {api_version} "
                                                "(is its CRD installed?)") from None
         if subresource is not None:
-            resource = getattr(resource, subresource)
+            if subresource not in resource.subresources:  # discovery lists none: as a 404 would say
+                raise _NoSubresource(f"the server does not serve {kind} {name}/{subresource}")
+            resource = resource.subresources[subresource]
         ns = namespace if resource.namespaced else None
         kwargs: dict[str, Any] = {"serialize": False, "_request_timeout": self.request_timeout}
         if method == "get":
@@ -500,6 +506,10 @@ class KubeCluster:
                 if status == 404 and not_found:
                     raise _NotFound(message) from None
                 raise _ApiRefused(status, reason, message) from None
+            except _NoSubresource as exc:
+                if not_found:
+                    raise _NotFound(str(exc)) from None
+                raise _ApiRefused(404, "NotFound", str(exc)) from None
             except (urllib3.exceptions.HTTPError, OSError) as exc:
                 if lost is not None and _transport_reason(exc) != "connection refused":
                     lost.append(type(exc).__name__)
