@@ -5,9 +5,11 @@ manifest building of ``alerts.manifests``.  Sleeps are injected (recorded, never
 from __future__ import annotations
 
 import copy
+import hashlib
 import logging
 import random
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,7 +31,7 @@ from monitor.config import ObjectRef
 from tests.k8s_fake import DEFAULT_RESOURCES, FakeKube, ResourceType
 from tests.servers import free_port
 
-ROOT = __import__("pathlib").Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent
 NS = "ml"
 KEY = "3f2a9c1b7d4e5f60@2026-12-07T00:10:00Z"
 FINGERPRINT = "3f2a9c1b7d4e5f60"
@@ -60,7 +62,8 @@ def job_template() -> dict[str, Any]:
     return template
 
 
-def retrain(template: dict[str, Any] | None = None, *, key: str = KEY, model: str = "flight-delay") -> Retrain:
+def retrain(template: dict[str, Any] | None = None, *, key: str = KEY,
+            model: str = "flight-delay") -> Retrain:
     return Retrain(template=template or job_template(), namespace=NS, model=model, model_version="v3",
                    reason="DriftlineDatasetDrift", fingerprint=FINGERPRINT, alert_key=key,
                    drifted_features=("distance", "dep_hour"), window="rows 4000-5000")
@@ -80,7 +83,8 @@ def api(kube: FakeKube) -> list[tuple[str, str, dict[str, str]]]:
 
 def decision(outcome: str = "acted", action: str | None = "rollback", reason: str = "revision 7 -> 6",
              detail: dict[str, str] | None = None) -> Decision:
-    alert = Alert(status="firing", labels={"alertname": "DriftlinePerformanceBelowMin", "model": "flight-delay"},
+    alert = Alert(status="firing",
+                  labels={"alertname": "DriftlinePerformanceBelowMin", "model": "flight-delay"},
                   annotations={}, starts_at="2026-12-07T00:10:00Z", ends_at=None, fingerprint=FINGERPRINT)
     return Decision(id="d1", alert=alert, model="flight-delay", action=action,  # type: ignore[arg-type]
                     outcome=outcome, reason=reason, at=1796602200.0, detail=detail or {})  # type: ignore[arg-type]
@@ -97,7 +101,7 @@ def test_a_retrain_job_is_posted_with_the_alerts_labels_annotations_env_on_every
                                                          {"name": "KEEP", "value": "1"}]})
     name = cluster.create_retrain(retrain(template))
 
-    assert name == "retrain-flight-delay-" + __import__("hashlib").sha256(KEY.encode()).hexdigest()[:8]
+    assert name == "retrain-flight-delay-" + hashlib.sha256(KEY.encode()).hexdigest()[:8]
     assert api(kube) == [("POST", f"/apis/batch/v1/namespaces/{NS}/jobs", {})]
     request = kube.api_requests()[0]
     assert request.content_type == "application/json"
@@ -126,7 +130,8 @@ def test_a_retrain_job_is_posted_with_the_alerts_labels_annotations_env_on_every
                                    "limits": {"cpu": "2", "memory": "4Gi"}},
                      "env": env()},
                     {"name": "sidecar", "image": "busybox",
-                     "env": [{"name": "DRIFTLINE_MODEL", "value": "flight-delay"}, {"name": "KEEP", "value": "1"},
+                     "env": [{"name": "DRIFTLINE_MODEL", "value": "flight-delay"},
+                             {"name": "KEEP", "value": "1"},
                              *env()[1:]]},
                 ],
                 "initContainers": [{"name": "fetch", "image": "busybox", "env": env()}],
@@ -245,15 +250,16 @@ def test_observe_reports_running_and_finished_jobs_of_the_model_and_the_targets_
 def test_observe_reads_the_phase_of_argo_workflows(kube: FakeKube, cluster: KubeCluster) -> None:
     for name, phase in (("w-running", "Running"), ("w-done", "Succeeded"), ("w-error", "Error")):
         kube.add({"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow",
-                  "metadata": {"name": name, "namespace": NS, "labels": {"driftline.io/model": "flight-delay"}},
+                  "metadata": {"name": name, "namespace": NS,
+                               "labels": {"driftline.io/model": "flight-delay"}},
                   "spec": {}, "status": {"phase": phase}})
     template = {"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow", "metadata": {"generateName": "t-"}}
     seen = cluster.observe("flight-delay", NS, template, None)
     assert [action.running for action in seen] == [False, False, True]  # listed by name
 
 
-def test_a_malformed_last_action_annotation_is_ignored_with_a_warning(kube: FakeKube, cluster: KubeCluster,
-                                                                       caplog: pytest.LogCaptureFixture) -> None:
+def test_a_malformed_last_action_annotation_is_ignored_with_a_warning(
+        kube: FakeKube, cluster: KubeCluster, caplog: pytest.LogCaptureFixture) -> None:
     kube.add(deployment(annotations={"driftline.io/last-action": "{not json"}))
     with caplog.at_level(logging.WARNING, logger="driftline.remediate.kube"):
         assert cluster.observe("flight-delay", NS, None, ObjectRef(deployment="flight-delay")) == ()
@@ -277,7 +283,8 @@ def test_claim_writes_the_annotation_with_the_observed_resource_version_as_a_mer
     assert (patch.method, patch.path) == ("PATCH", f"/apis/apps/v1/namespaces/{NS}/deployments/flight-delay")
     assert patch.content_type == "application/merge-patch+json"
     assert patch.body == {"metadata": {"resourceVersion": stored["metadata"]["resourceVersion"],
-                                       "annotations": {"driftline.io/last-action": last_action_annotation(mine())}}}
+                                       "annotations": {
+                                           "driftline.io/last-action": last_action_annotation(mine())}}}
     after = kube.get("apps/v1", "Deployment", NS, "flight-delay")
     assert after is not None
     assert parse_last_action(after["metadata"]["annotations"]["driftline.io/last-action"]) == mine()
@@ -311,8 +318,8 @@ def test_a_restarted_receiver_sees_the_claim_of_its_predecessor_in_observe(kube:
     assert restarted.observe("flight-delay", NS, None, target) == (mine(),)
 
 
-def test_a_conflict_that_is_not_a_claim_is_retried_on_the_fresh_resource_version(kube: FakeKube,
-                                                                                  cluster: KubeCluster) -> None:
+def test_a_conflict_that_is_not_a_claim_is_retried_on_the_fresh_resource_version(
+        kube: FakeKube, cluster: KubeCluster) -> None:
     kube.add(deployment())
     target = ObjectRef(deployment="flight-delay")
     cluster.observe("flight-delay", NS, None, target)
@@ -340,7 +347,8 @@ def test_claim_without_an_observe_reads_the_target_first(kube: FakeKube, cluster
 def replicaset(name: str, revision: int, owner: str, image: str, app: str = "flight-delay",
                extra: dict[str, str] | None = None) -> dict[str, Any]:
     return {"apiVersion": "apps/v1", "kind": "ReplicaSet",
-            "metadata": {"name": name, "namespace": NS, "labels": {"app": app, "pod-template-hash": name[-5:]},
+            "metadata": {"name": name, "namespace": NS,
+                         "labels": {"app": app, "pod-template-hash": name[-5:]},
                          "annotations": {"deployment.kubernetes.io/revision": str(revision),
                                          "deployment.kubernetes.io/desired-replicas": "2", **(extra or {})},
                          "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "x",
@@ -371,7 +379,8 @@ def test_rollback_picks_the_previous_revision_among_several_replicasets_and_send
     patch = kube.api_requests()[-1]
     assert patch.content_type == "application/json-patch+json"
     assert patch.body == [
-        {"op": "replace", "path": "/metadata/resourceVersion", "value": stored["metadata"]["resourceVersion"]},
+        {"op": "replace", "path": "/metadata/resourceVersion",
+         "value": stored["metadata"]["resourceVersion"]},
         {"op": "replace", "path": "/spec/template",
          "value": {"metadata": {"labels": {"app": "flight-delay"}},
                    "spec": {"containers": [{"name": "model", "image": "model:2"}]}}},
@@ -393,7 +402,8 @@ def test_rollback_keeps_driftlines_lock_annotation_on_the_deployment(kube: FakeK
     assert after is not None and after["metadata"]["annotations"]["driftline.io/last-action"] == lock
 
 
-def test_rollback_refuses_a_deployment_without_a_previous_revision(kube: FakeKube, cluster: KubeCluster) -> None:
+def test_rollback_refuses_a_deployment_without_a_previous_revision(kube: FakeKube,
+                                                                   cluster: KubeCluster) -> None:
     kube.add(deployment(revision=1))
     kube.add(replicaset("flight-delay-aaaa1", 1, "uid-deploy", "model:1"))
     kube.add(replicaset("flight-delay-zzzz1", 0, "uid-someone-else", "model:0"))
@@ -405,7 +415,8 @@ def test_rollback_refuses_a_deployment_without_a_previous_revision(kube: FakeKub
 def test_rollback_uses_match_expressions_of_the_selector(kube: FakeKube, cluster: KubeCluster) -> None:
     spec = deployment(revision=2)
     spec["spec"]["selector"] = {"matchLabels": {"app": "flight-delay"},
-                                "matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["canary"]}]}
+                                "matchExpressions": [{"key": "tier", "operator": "NotIn",
+                                                      "values": ["canary"]}]}
     kube.add(spec)
     kube.add(replicaset("flight-delay-aaaa1", 1, "uid-deploy", "model:1"))
     cluster.rollback(ObjectRef(deployment="flight-delay"), NS)
@@ -439,7 +450,8 @@ def isvc(canary: int | None) -> dict[str, Any]:
 def test_an_inferenceservice_canary_is_rolled_back_by_a_merge_patch_of_its_traffic_to_zero(
         kube: FakeKube, cluster: KubeCluster) -> None:
     stored = kube.add(isvc(20))
-    assert cluster.rollback(ObjectRef(inference_service="fd"), NS) == "inferenceservice fd: canary traffic 20% -> 0%"
+    account = cluster.rollback(ObjectRef(inference_service="fd"), NS)
+    assert account == "inferenceservice fd: canary traffic 20% -> 0%"
     path = f"/apis/serving.kserve.io/v1beta1/namespaces/{NS}/inferenceservices/fd"
     assert api(kube) == [("GET", path, {}), ("PATCH", path, {})]
     patch = kube.api_requests()[1]
@@ -450,8 +462,9 @@ def test_an_inferenceservice_canary_is_rolled_back_by_a_merge_patch_of_its_traff
     assert after is not None and after["spec"]["predictor"]["canaryTrafficPercent"] == 0
 
 
-@pytest.mark.parametrize(("canary", "why"), [(None, "has no canary .spec.predictor.canaryTrafficPercent is not set"),
-                                             (0, "has no canary to roll back .canaryTrafficPercent is already 0")])
+@pytest.mark.parametrize(("canary", "why"), [
+    (None, "has no canary .spec.predictor.canaryTrafficPercent is not set"),
+    (0, "has no canary to roll back .canaryTrafficPercent is already 0")])
 def test_an_inferenceservice_without_a_canary_is_refused_with_the_reason(kube: FakeKube, cluster: KubeCluster,
                                                                         canary: int | None, why: str) -> None:
     kube.add(isvc(canary))
@@ -461,7 +474,8 @@ def test_an_inferenceservice_without_a_canary_is_refused_with_the_reason(kube: F
 
 
 def rollout() -> dict[str, Any]:
-    return {"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout", "metadata": {"name": "fd", "namespace": NS},
+    return {"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout",
+            "metadata": {"name": "fd", "namespace": NS},
             "spec": {"replicas": 3}, "status": {"phase": "Paused"}}
 
 
@@ -477,8 +491,8 @@ def test_an_argo_rollout_is_aborted_by_a_merge_patch_of_its_status_subresource_a
 
 
 def test_a_rollout_crd_without_the_status_subresource_is_aborted_on_the_main_resource() -> None:
-    resources = tuple(ResourceType("argoproj.io", "v1alpha1", "Rollout", "rollouts") if r.kind == "Rollout" else r
-                      for r in DEFAULT_RESOURCES)
+    bare = ResourceType("argoproj.io", "v1alpha1", "Rollout", "rollouts")  # no status subresource
+    resources = tuple(bare if r.kind == "Rollout" else r for r in DEFAULT_RESOURCES)
     with FakeKube(resources=resources) as kube:
         kube.add(rollout())
         KubeCluster.for_url(kube.url).rollback(ObjectRef(rollout="fd"), NS)
@@ -582,7 +596,8 @@ def test_503_twice_then_success_takes_three_requests_and_two_backoffs(kube: Fake
     assert kube.get("batch/v1", "Job", NS, name) is not None
 
 
-def test_a_429_waits_at_least_its_retry_after(kube: FakeKube, cluster: KubeCluster, sleeps: list[float]) -> None:
+def test_a_429_waits_at_least_its_retry_after(kube: FakeKube, cluster: KubeCluster,
+                                              sleeps: list[float]) -> None:
     kube.fail("GET", f"/apis/apps/v1/namespaces/{NS}/deployments", 429, retry_after=2)
     kube.add(deployment())
     cluster.observe("flight-delay", NS, None, ObjectRef(deployment="flight-delay"))
@@ -677,9 +692,11 @@ def test_an_unknown_shape_is_left_alone_apart_from_metadata() -> None:
 @pytest.mark.parametrize(("obj", "done"), [
     ({"apiVersion": "batch/v1", "kind": "Job", "status": {"active": 1}}, False),
     ({"apiVersion": "batch/v1", "kind": "Job", "status": {"succeeded": 1}}, True),
-    ({"apiVersion": "batch/v1", "kind": "Job", "status": {"conditions": [{"type": "Complete", "status": "True"}]}},
+    ({"apiVersion": "batch/v1", "kind": "Job",
+      "status": {"conditions": [{"type": "Complete", "status": "True"}]}},
      True),
-    ({"apiVersion": "batch/v1", "kind": "Job", "status": {"conditions": [{"type": "Failed", "status": "False"}]}},
+    ({"apiVersion": "batch/v1", "kind": "Job",
+      "status": {"conditions": [{"type": "Failed", "status": "False"}]}},
      False),
     ({"apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob",
       "status": {"conditions": [{"type": "Running", "status": "True"}]}}, False),
@@ -692,11 +709,13 @@ def test_an_unknown_shape_is_left_alone_apart_from_metadata() -> None:
     ({"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow", "status": {"phase": "Failed"}}, True),
     ({"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow"}, False),
 ])
-def test_finished_knows_jobs_workflows_pipelineruns_and_training_jobs(obj: dict[str, Any], done: bool) -> None:
+def test_finished_knows_jobs_workflows_pipelineruns_and_training_jobs(obj: dict[str, Any],
+                                                                      done: bool) -> None:
     assert finished(obj) is done
 
 
-@pytest.mark.parametrize("text", ["{not json", "[]", '{"model": "m", "action": "dance", "alert_key": "", "at": 1}',
+@pytest.mark.parametrize("text", ["{not json", "[]",
+                                  '{"model": "m", "action": "dance", "alert_key": "", "at": 1}',
                                   '{"model": "m", "action": "retrain", "alert_key": "", "at": "yesterday"}',
                                   '{"model": "", "action": "retrain", "alert_key": "", "at": 1}'])
 def test_a_malformed_last_action_is_a_value_error(text: str) -> None:
