@@ -49,8 +49,6 @@ DROP_RANGE = "5m"
 #: Drop reasons that are the configuration working as intended, not a problem: sampling and the
 #: ``X-Driftline-Skip`` opt-out (collectors/capture.py).  Every other reason alerts.
 INTENDED_DROP_REASONS: tuple[str, ...] = ("sampled_out", "skipped")
-#: Metrics where larger is worse: a ``max`` bound is the usual one for them.
-ERROR_METRICS: tuple[str, ...] = ("log_loss", "mae", "rmse", "mape")
 
 API_VERSION = "monitoring.coreos.com/v1"
 RESOURCE_NAME = "driftline-rules"
