@@ -550,7 +550,7 @@ class FakeKube:
         with self._lock:
             if method == "GET" and name is None:
                 return 200, self._list(resource, ns if namespace else None, query)
-            if method == "GET":
+            if method == "GET" and name is not None:
                 return 200, copy.deepcopy(self._existing(resource, ns, name))
             if method == "POST" and name is None:
                 return 201, self._create(resource, ns, body)
