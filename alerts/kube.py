@@ -202,7 +202,8 @@ class KubeCluster:
         self._dynamic: DynamicClient | None = None
         self._seen: dict[tuple[str, str, str], _Seen] = {}
         self._uids: dict[tuple[str, str, str], str] = {}
-        self._created: dict[tuple[str, str], tuple[str, str, str]] = {}  # (ns, name) -> apiVersion, kind, uid
+        self._created: dict[str, tuple[str, str, str, str]] = {}  # name -> namespace, apiVersion, kind, uid
+        self._discovery_lock = threading.RLock()
         self._cache_file = os.path.join(tempfile.gettempdir(), "driftline-discovery-never-written",
                                         f"{uuid.uuid4().hex}.json")
 
@@ -217,7 +218,9 @@ class KubeCluster:
         try:
             config.load_incluster_config(client_configuration=configuration)
         except k8s_config.ConfigException:
-            config.load_kube_config(client_configuration=configuration)
+            # KUBECONFIG read now (the client reads it once, at import)
+            config.load_kube_config(config_file=os.environ.get("KUBECONFIG") or None,
+                                    client_configuration=configuration)
         configuration.retries = 0
         return cls(k8s_client.ApiClient(configuration), **options)
 
@@ -280,6 +283,10 @@ class KubeCluster:
                                         body=body, content_type=MERGE_PATCH, conflict=True)
             except _Conflict:
                 now = self._remember(target, namespace, self._get_target(target, namespace))
+                ours = PastAction(model=action.model, action=action.action, alert_key=action.alert_key,
+                                  at=action.at)
+                if now.last == ours:
+                    return  # our own write, whose answer a retried try had lost
                 if now.last is not None and now.last != seen.last and now.last.model == action.model \
                         and now.last.action == action.action:
                     raise Claimed(f"{target.kind.lower()} {target.name}: {now.last.action} for model "
@@ -313,7 +320,7 @@ class KubeCluster:
             raise Claimed(f"{kind.lower()} {name} for alert {retrain.alert_key} already exists") from None
         meta = created.get("metadata") or {}
         with self._lock:
-            self._created[(retrain.namespace, name)] = (api_version, kind, str(meta.get("uid") or ""))
+            self._created[name] = (retrain.namespace, api_version, kind, str(meta.get("uid") or ""))
         return str(meta.get("name") or name)
 
     def rollback(self, target: ObjectRef, namespace: str) -> str:
@@ -332,8 +339,8 @@ class KubeCluster:
         job = decision.detail.get("job")
         if decision.action == "retrain" and job:
             with self._lock:
-                api_version, kind, uid = self._created.get((namespace, job), ("batch/v1", "Job", ""))
-            involved, ns = {"apiVersion": api_version, "kind": kind, "name": job, "uid": uid}, namespace
+                ns, api_version, kind, uid = self._created.get(job, (namespace, "batch/v1", "Job", ""))
+            involved = {"apiVersion": api_version, "kind": kind, "name": job, "uid": uid}
         elif target is not None:
             involved = {"apiVersion": TARGET_API_VERSIONS[target.kind], "kind": target.kind,
                         "name": target.name}
@@ -345,7 +352,9 @@ class KubeCluster:
             involved = {"apiVersion": "v1", "kind": "Namespace", "name": ns}
         try:
             self._request("post", "v1", "Event", ns,
-                          body=event_manifest(involved, ns, decision, self._clock()))
+                          body=event_manifest(involved, ns, decision, self._clock()), exists=True)
+        except _AlreadyExists:
+            return  # a retry whose first try had been written: the event is there
         except ActionFailed as exc:
             log.warning("could not record an event for decision %s: %s", decision.id, exc.reason)
         except Exception as exc:  # an event is best effort: never let it break the decision
@@ -376,7 +385,10 @@ class KubeCluster:
             self._request("patch", "apps/v1", "Deployment", ns, name=name,
                           body=rollback_patch(deployment, replicaset), content_type=JSON_PATCH, conflict=True)
         except _Conflict:
-            raise ActionFailed(f"deployment {name} changed while rolling back; not retried") from None
+            now = self._request("get", "apps/v1", "Deployment", ns, name=name)
+            if not same_template((replicaset.get("spec") or {}).get("template") or {},
+                                 (now.get("spec") or {}).get("template") or {}):
+                raise ActionFailed(f"deployment {name} changed while rolling back; not retried") from None
         return f"deployment {name}: revision {current} -> {previous} ({rs_name})"
 
     def _rollback_canary(self, name: str, ns: str) -> str:
@@ -396,7 +408,10 @@ class KubeCluster:
             self._request("patch", api_version, "InferenceService", ns, name=name, body=body,
                           content_type=MERGE_PATCH, conflict=True)
         except _Conflict:
-            raise ActionFailed(f"inferenceservice {name} changed while rolling back; not retried") from None
+            now = self._request("get", api_version, "InferenceService", ns, name=name)
+            if ((now.get("spec") or {}).get("predictor") or {}).get("canaryTrafficPercent") != 0:
+                raise ActionFailed(f"inferenceservice {name} changed while rolling back; "
+                                   "not retried") from None
         return f"inferenceservice {name}: canary traffic {percent}% -> 0%"
 
     def _abort_rollout(self, name: str, ns: str) -> str:
@@ -438,7 +453,7 @@ class KubeCluster:
     # --- one API call, retried ------------------------------------------------------------------
 
     def _client(self) -> DynamicClient:
-        with self._lock:
+        with self._discovery_lock:
             if self._dynamic is None:
                 dynamic_client: Any = DynamicClient  # untyped
                 self._dynamic = dynamic_client(self.api_client, cache_file=self._cache_file,
@@ -448,9 +463,12 @@ class KubeCluster:
     def _once(self, method: str, api_version: str, kind: str, namespace: str, name: str | None,
               body: Any, content_type: str | None, subresource: str | None,
               label_selector: str | None) -> dict[str, Any]:
-        dynamic: Any = self._client()  # the dynamic client is untyped
         try:
-            resource = dynamic.resources.get(api_version=api_version, kind=kind)
+            dynamic: Any = self._client()  # the dynamic client is untyped
+            with self._discovery_lock:  # the lazy discoverer's cache is not thread-safe
+                resource = dynamic.resources.get(api_version=api_version, kind=kind)
+        except ValueError as exc:  # the discoverer's word for a connection dropped while reading /version
+            raise _Transient(f"discovery failed: {' '.join(str(exc).split())[:200]}") from None
         except ResourceNotFoundError:
             raise _ApiRefused(404, "NotFound", f"the server does not serve {kind} in {api_version} "
                                                "(is its CRD installed?)") from None

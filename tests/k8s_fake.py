@@ -141,6 +141,7 @@ class _Fault:
     times: int
     message: str | None
     retry_after: int | None
+    processed: bool = False
 
 
 def _parse_path(path: str) -> tuple[str, str, str | None, str, str | None, str | None] | None:
@@ -447,12 +448,15 @@ class FakeKube:
             return copy.deepcopy(obj)
 
     def fail(self, method: str, path_prefix: str, status: int, times: int = 1, *,
-             message: str | None = None, retry_after: int | None = None) -> None:
+             message: str | None = None, retry_after: int | None = None, processed: bool = False) -> None:
         """The next ``times`` requests with ``method`` (or ``"*"``) whose path starts with
         ``path_prefix`` answer ``status`` (403, 404, 409, 429, 500, 503, 504, ...) with the API
-        server's Status body, or drop the connection unanswered when ``status`` is 0."""
+        server's Status body, or drop the connection unanswered when ``status`` is 0.
+        ``processed=True`` (with ``status`` 0): carry the request out first, then drop the
+        connection: the answer is lost but the write happened."""
         with self._lock:
-            self._faults.append(_Fault(method.upper(), path_prefix, status, times, message, retry_after))
+            self._faults.append(_Fault(method.upper(), path_prefix, status, times, message, retry_after,
+                                       processed))
 
     def api_requests(self) -> list[Request]:
         """The requests other than discovery."""
@@ -814,6 +818,11 @@ class _Handler(BaseHTTPRequestHandler):
         fault = kube._take_fault(method, path)
         if fault is not None:
             if fault.status == 0:
+                if fault.processed:
+                    try:
+                        kube.handle(method, path, query, content_type, body)
+                    except ApiError:
+                        pass
                 self.close_connection = True
                 try:
                     self.connection.shutdown(socket.SHUT_RDWR)

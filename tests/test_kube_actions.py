@@ -610,6 +610,33 @@ def test_a_dropped_connection_is_retried(kube: FakeKube, cluster: KubeCluster, s
     assert [method for method, _, _ in api(kube)] == ["POST", "POST"] and len(sleeps) == 1
 
 
+def test_a_create_written_but_whose_answer_was_lost_is_taken_as_created_on_the_retry(
+        kube: FakeKube, cluster: KubeCluster) -> None:
+    kube.fail("POST", f"/apis/batch/v1/namespaces/{NS}/jobs", 0, processed=True)
+    name = cluster.create_retrain(retrain())
+    assert [method for method, _, _ in api(kube)] == ["POST", "POST"]
+    assert [job["metadata"]["name"] for job in kube.objects("batch/v1", "Job", NS)] == [name]
+
+
+def test_a_claim_written_but_whose_answer_was_lost_is_not_mistaken_for_another_receivers(
+        kube: FakeKube, cluster: KubeCluster) -> None:
+    kube.add(deployment())
+    target = ObjectRef(deployment="flight-delay")
+    cluster.observe("flight-delay", NS, None, target)
+    kube.fail("PATCH", f"/apis/apps/v1/namespaces/{NS}/deployments/flight-delay", 0, processed=True)
+    cluster.claim(target, NS, mine())  # the retried PATCH gets 409; the re-read shows our own claim
+    assert [method for method, _, _ in api(kube)] == ["GET", "PATCH", "PATCH", "GET"]
+
+
+def test_a_rollback_written_but_whose_answer_was_lost_is_not_reported_as_failed(
+        kube: FakeKube, cluster: KubeCluster) -> None:
+    kube.add(deployment(revision=2))
+    kube.add(replicaset("flight-delay-aaaa1", 1, "uid-deploy", "model:1"))
+    kube.fail("PATCH", f"/apis/apps/v1/namespaces/{NS}/deployments/flight-delay", 0, processed=True)
+    account = cluster.rollback(ObjectRef(deployment="flight-delay"), NS)
+    assert account == "deployment flight-delay: revision 2 -> 1 (flight-delay-aaaa1)"
+
+
 def test_a_create_whose_answer_was_lost_is_taken_as_created_on_the_409_of_its_retry(
         kube: FakeKube, cluster: KubeCluster) -> None:
     first = KubeCluster.for_url(kube.url)
@@ -654,6 +681,21 @@ def test_the_bearer_token_is_sent_and_a_wrong_one_is_refused() -> None:
         assert kube.requests[-1].authorization == "Bearer s3cret"
         with pytest.raises(ActionFailed, match="^unauthorized: Unauthorized$"):
             KubeCluster.for_url(kube.url, token="wrong").create_retrain(retrain())
+
+
+def test_from_environment_falls_back_to_the_kubeconfig_outside_a_pod(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    with FakeKube(token="from-kubeconfig") as kube:
+        config = {"apiVersion": "v1", "kind": "Config", "current-context": "fake",
+                  "clusters": [{"name": "fake", "cluster": {"server": kube.url}}],
+                  "users": [{"name": "me", "user": {"token": "from-kubeconfig"}}],
+                  "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "me"}}]}
+        (tmp_path / "config").write_text(yaml.safe_dump(config))
+        monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+        monkeypatch.setenv("KUBECONFIG", str(tmp_path / "config"))
+        cluster = KubeCluster.from_environment(sleep=lambda _: None)
+        assert cluster.observe("flight-delay", NS, job_template(), None) == ()
+        assert kube.requests[-1].authorization == "Bearer from-kubeconfig"
 
 
 # --- the manifests, pure ------------------------------------------------------------------------------
