@@ -212,15 +212,19 @@ class KubeCluster:
     @classmethod
     def from_environment(cls, **options: Any) -> KubeCluster:
         """In a pod, the ServiceAccount's token and CA; elsewhere, the kubeconfig
-        (``KUBECONFIG`` or ``~/.kube/config``, current context)."""
+        (``KUBECONFIG`` or ``~/.kube/config``, current context).  ActionFailed when neither."""
         configuration = k8s_client.Configuration()
         config: Any = k8s_config  # the loaders are untyped
         try:
             config.load_incluster_config(client_configuration=configuration)
-        except k8s_config.ConfigException:
-            # KUBECONFIG read now (the client reads it once, at import)
-            config.load_kube_config(config_file=os.environ.get("KUBECONFIG") or None,
-                                    client_configuration=configuration)
+        except k8s_config.ConfigException as in_cluster:
+            try:
+                # KUBECONFIG read now (the client reads it once, at import)
+                config.load_kube_config(config_file=os.environ.get("KUBECONFIG") or None,
+                                        client_configuration=configuration)
+            except (k8s_config.ConfigException, OSError) as kubeconfig:
+                raise ActionFailed(f"not in a pod ({' '.join(str(in_cluster).split())}) and no usable "
+                                   f"kubeconfig ({' '.join(str(kubeconfig).split())})") from None
         configuration.retries = 0
         return cls(k8s_client.ApiClient(configuration), **options)
 
@@ -336,10 +340,12 @@ class KubeCluster:
     def record_event(self, target: ObjectRef | None, namespace: str, decision: Decision) -> None:
         ns = (target.namespace if target is not None else None) or namespace
         involved: dict[str, str]
-        job = decision.detail.get("job")
-        if decision.action == "retrain" and job:
-            with self._lock:
-                ns, api_version, kind, uid = self._created.get(job, (namespace, "batch/v1", "Job", ""))
+        job = decision.detail.get("job") or decision.detail.get("name")
+        with self._lock:
+            created = self._created.get(job or "")
+        if decision.action == "retrain" and decision.outcome == "acted" and job and (
+                created is not None or "job" in decision.detail):
+            ns, api_version, kind, uid = created or (namespace, "batch/v1", "Job", "")
             involved = {"apiVersion": api_version, "kind": kind, "name": job, "uid": uid}
         elif target is not None:
             involved = {"apiVersion": TARGET_API_VERSIONS[target.kind], "kind": target.kind,

@@ -557,6 +557,34 @@ def test_a_retrain_decision_is_recorded_on_the_job_it_created(kube: FakeKube, cl
                         "uid": stored["metadata"]["uid"]}
 
 
+def test_a_retrain_decision_the_remediator_describes_by_kind_and_name_is_recorded_on_the_workflow(
+        kube: FakeKube, cluster: KubeCluster) -> None:
+    workflow = {"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow", "metadata": {"generateName": "w-"},
+                "spec": {"entrypoint": "fit", "templates": [{"name": "fit", "container": {"image": "t"}}]}}
+    name = cluster.create_retrain(retrain(workflow))
+    cluster.record_event(ObjectRef(deployment="flight-delay"), NS, decision(
+        action="retrain", reason="created", detail={"kind": "Workflow", "name": name, "namespace": NS}))
+    involved = kube.api_requests()[-1].body["involvedObject"]
+    assert (involved["apiVersion"], involved["kind"], involved["name"]) == (
+        "argoproj.io/v1alpha1", "Workflow", name)
+
+
+def test_a_dry_run_retrain_is_recorded_on_the_target_not_on_a_job_that_does_not_exist(
+        kube: FakeKube, cluster: KubeCluster) -> None:
+    cluster.record_event(ObjectRef(deployment="flight-delay"), NS, decision(
+        "dry_run", action="retrain", reason="dry-run", detail={"kind": "Job", "name": "retrain-x-1"}))
+    involved = kube.api_requests()[-1].body["involvedObject"]
+    assert (involved["kind"], involved["name"]) == ("Deployment", "flight-delay")
+
+
+def test_from_environment_without_a_pod_or_a_kubeconfig_is_an_action_failed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing"))
+    with pytest.raises(ActionFailed, match="^not in a pod .* and no usable kubeconfig"):
+        KubeCluster.from_environment()
+
+
 def test_failing_to_write_an_event_is_logged_and_never_raised(kube: FakeKube, cluster: KubeCluster,
                                                               caplog: pytest.LogCaptureFixture) -> None:
     kube.fail("POST", f"/api/v1/namespaces/{NS}/events", 403)
