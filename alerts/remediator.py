@@ -14,8 +14,11 @@ For each webhook (:meth:`Remediator.handle`):
    Kubernetes Event on the target.
 
 Webhooks are handled one at a time (a lock): two alerts of one model in
-flight at once must see each other's decisions.  A payload that only re-sends
-alerts already acted on is decided from memory, without reading the cluster.
+flight at once must see each other's decisions.  A payload that this receiver's
+memory already holds back whole (re-sends, an alert in its cooldown) is decided
+without reading the cluster: the cluster can only hold back more, never less.
+Every decision gets a Kubernetes Event except ``ignored`` ones and re-sends
+(``skipped:duplicate``), whose original decision has its Event already.
 
 Without a cluster (``cluster=None``: ``driftline remediate --no-cluster``) every
 decision that would act is recorded as a dry run.
@@ -44,6 +47,10 @@ from monitor.config import ActionSet, Config, ModelConfig, ObjectRef
 from monitor.errors import InputError
 
 log = logging.getLogger(__name__)
+
+
+#: Outcomes of decisions that act, or would in a dry run, or wait for approval.
+_WOULD_ACT = ("acted", "dry_run", "pending")
 
 
 class UnknownDecision(LookupError):
@@ -105,8 +112,15 @@ class Remediator:
         with self._lock:
             started = time.perf_counter()
             now = self._clock()
-            view, trouble = self._observe(alerts)
-            decisions = policy.decide(alerts, self.config, view, now)
+            # The cluster can only add past actions, and past actions only ever hold an action
+            # back: when this receiver's memory alone already holds every alert back, reading
+            # the cluster cannot change a decision and is skipped (re-sends, cooldowns).
+            remembered = ClusterView(self.audit.memory())
+            decisions = policy.decide(alerts, self.config, remembered, now)
+            trouble = None
+            if any(d.outcome in _WOULD_ACT for d in decisions):
+                view, trouble = self._observe(alerts)
+                decisions = policy.decide(alerts, self.config, view, now)
             done = [self._carry_out(d, alerts, trouble) for d in decisions]
             for decision in done:
                 self._record(decision)
@@ -267,6 +281,8 @@ class Remediator:
         self.metrics.count(decision)
         if self.cluster is None or decision.model is None or decision.outcome == "ignored":
             return
+        if decision.outcome == "skipped" and decision.reason == "duplicate":
+            return  # a re-send: the Event of the decision it repeats stands (no Event flood)
         model = self.config.model(decision.model)
         target = model.actions.lock_target() if model.actions is not None else None
         namespace = self._namespace(target) if target is not None else self._retrain_namespace(model)
