@@ -8,10 +8,12 @@ import copy
 import hashlib
 import logging
 import random
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import kubernetes_validate
 import pytest
 import yaml
 
@@ -724,6 +726,42 @@ def test_from_environment_falls_back_to_the_kubeconfig_outside_a_pod(tmp_path: P
         cluster = KubeCluster.from_environment(sleep=lambda _: None)
         assert cluster.observe("flight-delay", NS, job_template(), None) == ()
         assert kube.requests[-1].authorization == "Bearer from-kubeconfig"
+
+
+def test_what_is_sent_and_what_a_rollback_leaves_validate_against_the_kubernetes_schemas(
+        kube: FakeKube, cluster: KubeCluster) -> None:
+    kube.add(deployment(revision=2))
+    kube.add(replicaset("flight-delay-aaaa1", 1, "uid-deploy", "model:1"))
+    target = ObjectRef(deployment="flight-delay")
+    name = cluster.create_retrain(retrain())
+    cluster.rollback(target, NS)
+    cluster.record_event(target, NS, decision())
+    cluster.record_event(target, NS, decision(action="retrain", detail={"job": name}))
+    posted = [request.body for request in kube.api_requests() if request.method == "POST"]
+    assert [body["kind"] for body in posted] == ["Job", "Event", "Event"]
+    rolled = kube.get("apps/v1", "Deployment", NS, "flight-delay")
+    for doc in [*posted, rolled]:
+        kubernetes_validate.validate(doc, "1.30", strict=True)
+
+
+def test_receivers_on_many_threads_racing_on_one_alert_create_one_job() -> None:
+    with FakeKube() as kube:
+        cluster = KubeCluster.for_url(kube.url)
+        outcomes: list[str] = []
+
+        def race() -> None:
+            try:
+                outcomes.append(cluster.create_retrain(retrain()))
+            except Claimed:
+                outcomes.append("claimed")
+
+        threads = [threading.Thread(target=race) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+        assert sorted(outcomes)[:7] == ["claimed"] * 7 and len(outcomes) == 8
+        assert len(kube.objects("batch/v1", "Job", NS)) == 1
 
 
 # --- the manifests, pure ------------------------------------------------------------------------------
