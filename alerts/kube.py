@@ -5,7 +5,8 @@ dynamic client (discovery maps apiVersion/kind to the URL), so a retrain templat
 ``batch/v1`` Job, an Argo Workflow, a Kubeflow PipelineRun or PyTorchJob alike.  The
 manifests and patches themselves are built by :mod:`alerts.manifests` (pure).
 
-Requests, per method (the Role in ``k8s/remediate/role.yaml`` allows exactly these)::
+Requests, per method (the Roles in ``k8s/remediate/role.yaml`` and ``role-crds.yaml`` allow
+exactly these; ``tests/test_remediate_rbac.py`` checks it)::
 
     observe        list <template kind> ?labelSelector=driftline.io/model=<m>; get <target>
     claim          patch <target> (merge patch: the last-action annotation + resourceVersion)
@@ -325,6 +326,8 @@ class KubeCluster:
         meta = created.get("metadata") or {}
         with self._lock:
             self._created[name] = (retrain.namespace, api_version, kind, str(meta.get("uid") or ""))
+            while len(self._created) > 1024:  # only the recent ones get their Event
+                del self._created[next(iter(self._created))]
         return str(meta.get("name") or name)
 
     def rollback(self, target: ObjectRef, namespace: str) -> str:
