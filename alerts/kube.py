@@ -51,7 +51,7 @@ from alerts.manifests import (
     event_manifest,
     label_selector,
     last_action_annotation,
-    parse_last_action,
+    parse_last_actions,
     past_retrain,
     retrain_manifest,
     rollback_patch,
@@ -126,12 +126,16 @@ class _NoCacheDiscoverer(LazyDiscoverer):
         return None
 
 
+def _of_kind(actions: tuple[PastAction, ...], kind: str) -> PastAction | None:
+    return next((p for p in actions if p.action == kind), None)
+
+
 @dataclass(frozen=True)
 class _Seen:
     """What observe() read on a lock target: the basis the decision was made on."""
 
     resource_version: str
-    last: PastAction | None
+    last: tuple[PastAction, ...]  # the latest action of each kind, from the annotation
 
 
 def _status_body(exc: ApiException) -> tuple[str, str]:
@@ -258,8 +262,7 @@ class KubeCluster:
         if target is not None:
             obj = self._get_target(target, namespace)
             seen = self._remember(target, namespace, obj)
-            if seen.last is not None:
-                past.append(seen.last)
+            past.extend(seen.last)
         return tuple(past)
 
     def claim(self, target: ObjectRef, namespace: str, action: PastAction) -> None:
@@ -279,8 +282,12 @@ class KubeCluster:
             seen = self._seen.get(key)
         if seen is None:
             seen = self._remember(target, namespace, self._get_target(target, namespace))
-        value = last_action_annotation(action)
+        basis = _of_kind(seen.last, action.action)  # what the decision was based on
+        ours = PastAction(model=action.model, action=action.action, alert_key=action.alert_key,
+                          at=action.at)
         for _ in range(self.claim_attempts):
+            others = [p for p in seen.last if p.action != action.action]
+            value = last_action_annotation(*others, action)
             body = {"metadata": {"resourceVersion": seen.resource_version,
                                  "annotations": {ANNOTATION_LAST_ACTION: value}}}
             try:
@@ -288,19 +295,17 @@ class KubeCluster:
                                         body=body, content_type=MERGE_PATCH, conflict=True)
             except _Conflict:
                 now = self._remember(target, namespace, self._get_target(target, namespace))
-                ours = PastAction(model=action.model, action=action.action, alert_key=action.alert_key,
-                                  at=action.at)
-                if now.last == ours:
+                latest = _of_kind(now.last, action.action)
+                if latest == ours:
                     return  # our own write, whose answer a retried try had lost
-                if now.last is not None and now.last != seen.last and now.last.model == action.model \
-                        and now.last.action == action.action:
-                    raise Claimed(f"{target.kind.lower()} {target.name}: {now.last.action} for model "
-                                  f"{now.last.model} claimed by another receiver "
-                                  f"(alert {now.last.alert_key})") from None
-                if now.last is not None and now.last.alert_key == action.alert_key:
+                if latest is not None and latest != basis and latest.model == action.model:
+                    raise Claimed(f"{target.kind.lower()} {target.name}: {latest.action} for model "
+                                  f"{latest.model} claimed by another receiver "
+                                  f"(alert {latest.alert_key})") from None
+                if latest is not None and latest.alert_key == action.alert_key:
                     raise Claimed(f"{target.kind.lower()} {target.name}: alert {action.alert_key} "
                                   "already claimed") from None
-                seen = _Seen(now.resource_version, seen.last)
+                seen = now  # someone else's change: claim again on it, keeping its other entries
                 continue
             self._remember(target, namespace, written)
             return
@@ -445,10 +450,10 @@ class KubeCluster:
         ns = target.namespace or namespace
         meta = obj.get("metadata") or {}
         text = (meta.get("annotations") or {}).get(ANNOTATION_LAST_ACTION)
-        last: PastAction | None = None
+        last: tuple[PastAction, ...] = ()
         if text is not None:
             try:
-                last = parse_last_action(str(text))
+                last = parse_last_actions(str(text))
             except ValueError as exc:
                 log.warning("ignoring the malformed %s annotation on %s %s/%s: %s", ANNOTATION_LAST_ACTION,
                             target.kind.lower(), ns, target.name, exc)

@@ -5,7 +5,7 @@ manifest, patch and parse be tested without HTTP:
 
 - :func:`retrain_manifest`: the job template plus driftline's labels, annotations and env vars,
   under a deterministic name (a second receiver racing on the same alert gets 409 AlreadyExists);
-- :func:`last_action_annotation` / :func:`parse_last_action`: the lock annotation on the target;
+- :func:`last_action_annotation` / :func:`parse_last_actions`: the lock annotation on the target;
 - :func:`finished`: whether a retrain object (Job, Workflow, PipelineRun, PyTorchJob, ...) is done;
 - :func:`label_selector`, :func:`rollback_target` and :func:`rollback_patch`: what
   ``kubectl rollout undo`` does for a Deployment;
@@ -168,10 +168,36 @@ def set_env(container: dict[str, Any], values: Mapping[str, str]) -> None:
 
 # --- past actions ---------------------------------------------------------------------------------
 
-def last_action_annotation(action: PastAction) -> str:
-    """The lock annotation's value: compact JSON ``{"model","action","alert_key","at"}``."""
-    return json.dumps({"model": action.model, "action": action.action, "alert_key": action.alert_key,
-                       "at": action.at}, separators=(",", ":"), sort_keys=True)
+def last_action_annotation(*actions: PastAction) -> str:
+    """The lock annotation's value: compact JSON holding the latest action of each kind,
+    ``{"retrain": {"model","action","alert_key","at"}, "rollback": {...}}`` (a later
+    action of a kind replaces an earlier one), so that a retrain's claim never hides the
+    rollback before it from the cooldown, or the other way round."""
+    latest: dict[str, dict[str, Any]] = {}
+    for action in actions:
+        latest[action.action] = {"model": action.model, "action": action.action,
+                                 "alert_key": action.alert_key, "at": action.at}
+    return json.dumps(latest, separators=(",", ":"), sort_keys=True)
+
+
+def parse_last_actions(text: str) -> tuple[PastAction, ...]:
+    """Every action in the lock annotation (the map :func:`last_action_annotation` writes,
+    or one bare action object); ValueError (one line) when it is neither."""
+    try:
+        raw = json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"not JSON ({exc})") from None
+    if not isinstance(raw, dict):
+        raise ValueError("not a JSON object")
+    if "action" in raw:
+        return (parse_last_action(text),)
+    found = []
+    for kind, entry in sorted(raw.items()):
+        action = parse_last_action(json.dumps(entry))
+        if action.action != kind:
+            raise ValueError(f"entry {kind!r} holds a {action.action!r} action")
+        found.append(action)
+    return tuple(found)
 
 
 def parse_last_action(text: str) -> PastAction:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
 import logging
 import random
 import threading
@@ -25,6 +26,7 @@ from alerts.manifests import (
     label_selector,
     last_action_annotation,
     parse_last_action,
+    parse_last_actions,
     retrain_manifest,
     retrain_name,
 )
@@ -289,7 +291,32 @@ def test_claim_writes_the_annotation_with_the_observed_resource_version_as_a_mer
                                            "driftline.io/last-action": last_action_annotation(mine())}}}
     after = kube.get("apps/v1", "Deployment", NS, "flight-delay")
     assert after is not None
-    assert parse_last_action(after["metadata"]["annotations"]["driftline.io/last-action"]) == mine()
+    assert parse_last_actions(after["metadata"]["annotations"]["driftline.io/last-action"]) == (mine(),)
+
+
+def test_a_claim_keeps_the_latest_action_of_the_other_kind_so_a_restart_still_sees_both(
+        kube: FakeKube, cluster: KubeCluster) -> None:
+    kube.add(deployment())
+    target = ObjectRef(deployment="flight-delay")
+    rollback = mine(key="perf-alert", at=1796602000.0)
+    retrain = PastAction(model="flight-delay", action="retrain", alert_key="drift-alert", at=1796602100.0)
+    cluster.observe("flight-delay", NS, None, target)
+    cluster.claim(target, NS, rollback)
+    cluster.claim(target, NS, retrain)
+    after = kube.get("apps/v1", "Deployment", NS, "flight-delay")
+    assert after is not None
+    assert json.loads(after["metadata"]["annotations"]["driftline.io/last-action"]) == {
+        "retrain": {"model": "flight-delay", "action": "retrain", "alert_key": "drift-alert",
+                    "at": 1796602100.0},
+        "rollback": {"model": "flight-delay", "action": "rollback", "alert_key": "perf-alert",
+                     "at": 1796602000.0}}
+    fresh = KubeCluster.for_url(kube.url, sleep=lambda s: None)
+    assert set(fresh.observe("flight-delay", NS, None, target)) == {rollback, retrain}
+
+
+def test_an_annotation_of_one_bare_action_is_still_read() -> None:
+    text = '{"model": "m", "action": "retrain", "alert_key": "k", "at": 5}'
+    assert parse_last_actions(text) == (PastAction(model="m", action="retrain", alert_key="k", at=5.0),)
 
 
 def test_claim_on_a_stale_resource_version_gets_409_rereads_and_is_claimed_when_another_receiver_won(
