@@ -189,7 +189,8 @@ class Remediator:
         if decision.outcome == "dry_run" or self.cluster is None:
             return self._dry_run(decision, model, context)
         if trouble is not None:
-            return replace(decision, outcome="failed", reason=f"cannot read the cluster's state: {trouble}")
+            return replace(decision, outcome="failed", reason=f"cannot read the cluster's state: {trouble}",
+                           detail={**decision.detail, "cluster": "unreachable"})
         cluster = self.cluster
         target = actions.lock_target()
         try:
@@ -283,6 +284,8 @@ class Remediator:
             return
         if decision.outcome == "skipped" and decision.reason == "duplicate":
             return  # a re-send: the Event of the decision it repeats stands (no Event flood)
+        if decision.detail.get("cluster") == "unreachable":
+            return  # the Event could not be written either: the log and /actions have it
         model = self.config.model(decision.model)
         target = model.actions.lock_target() if model.actions is not None else None
         namespace = self._namespace(target) if target is not None else self._retrain_namespace(model)

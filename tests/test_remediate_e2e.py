@@ -28,6 +28,7 @@ from tests.remediate_loop import (
     wait_until,
 )
 from tests.servers import Broker
+from tests.test_remediate_rbac import rules
 
 # bounded: every wait below has its own timeout (about 4 minutes in all at most)
 pytestmark = pytest.mark.slow
@@ -103,6 +104,11 @@ def test_drift_and_a_performance_drop_end_in_one_job_and_one_rollback_and_resend
     events = kube.objects("v1", "Event", NAMESPACE)
     reasons = [e["message"] for e in events if e["reason"] == "DriftlineRemediation"]
     assert sum("acted" in m for m in reasons) >= 2, reasons
+
+    # every call the loop made is one the receiver's Role allows (k8s/remediate/role.yaml)
+    granted = rules("role.yaml")
+    made = {(r.attributes() or ("", "", ""))[:3] for r in kube.api_requests()}
+    assert made and made <= granted, made - granted
 
     # no token, no decision
     body = json.dumps({"version": "4", "alerts": []}).encode()

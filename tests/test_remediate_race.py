@@ -120,3 +120,18 @@ def test_a_restarted_receiver_sees_both_earlier_actions_in_the_cluster_and_repea
                                                              starts="2026-12-07T00:30:00Z")]
     assert [d.label for d in after.handle(new_episode)] == ["skipped:retrain-running", "skipped:cooldown"]
     assert len(kube.objects("batch/v1", "Job", NAMESPACE)) == 1
+
+
+def test_with_the_api_server_down_an_action_is_retried_then_failed_and_the_receiver_goes_on(
+        tmp_path: Path, kube: FakeKube) -> None:
+    settings = config(tmp_path)
+    naps: list[float] = []
+    down = receiver(settings, KubeCluster.for_url(kube.url, sleep=naps.append, max_attempts=3))
+    kube.down()
+    [decision] = down.handle([alert()])
+    assert decision.label.startswith("failed:cannot read the cluster's state: kubernetes API unreachable "
+                                     "after 3 tries")
+    assert len(naps) == 2  # backed off between the three tries, and wrote no Event then
+    kube.up()
+    [again] = down.handle([alert()])  # a failed decision holds nothing back: the re-send acts
+    assert again.label == "acted" and len(kube.objects("batch/v1", "Job", NAMESPACE)) == 1
