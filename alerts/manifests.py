@@ -183,17 +183,14 @@ def last_action_annotation(*actions: PastAction) -> str:
 def parse_last_actions(text: str) -> tuple[PastAction, ...]:
     """Every action in the lock annotation (the map :func:`last_action_annotation` writes,
     or one bare action object); ValueError (one line) when it is neither."""
-    try:
-        raw = json.loads(text)
-    except ValueError as exc:
-        raise ValueError(f"not JSON ({exc})") from None
-    if not isinstance(raw, dict):
-        raise ValueError("not a JSON object")
+    raw = _json_object(text)
     if "action" in raw:
-        return (parse_last_action(text),)
+        return (_past_action(raw),)
     found = []
     for kind, entry in sorted(raw.items()):
-        action = parse_last_action(json.dumps(entry))
+        if not isinstance(entry, dict):
+            raise ValueError(f"entry {kind!r} is not a JSON object")
+        action = _past_action(entry)
         if action.action != kind:
             raise ValueError(f"entry {kind!r} holds a {action.action!r} action")
         found.append(action)
@@ -201,13 +198,21 @@ def parse_last_actions(text: str) -> tuple[PastAction, ...]:
 
 
 def parse_last_action(text: str) -> PastAction:
-    """The annotation back into a :class:`PastAction`; ValueError (one line) when it is not one."""
+    """One action object back into a :class:`PastAction`; ValueError (one line) when it is not one."""
+    return _past_action(_json_object(text))
+
+
+def _json_object(text: str) -> dict[str, Any]:
     try:
         raw = json.loads(text)
     except ValueError as exc:
         raise ValueError(f"not JSON ({exc})") from None
     if not isinstance(raw, dict):
         raise ValueError("not a JSON object")
+    return raw
+
+
+def _past_action(raw: dict[str, Any]) -> PastAction:
     model, action, alert_key, at = (raw.get(key) for key in ("model", "action", "alert_key", "at"))
     if not isinstance(model, str) or not model:
         raise ValueError("'model' is not a non-empty string")
