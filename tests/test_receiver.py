@@ -212,3 +212,30 @@ def test_a_rotated_token_file_is_read_again_without_a_restart(tmp_path: Path) ->
     assert client.post("/alerts", json=payload(alert()), headers=AUTH).status_code == 401
     rotated = {"Authorization": "Bearer rotated-token-with-another-length"}
     assert client.post("/alerts", json=payload(alert()), headers=rotated).status_code == 200
+
+
+@pytest.mark.parametrize(("env", "args", "message"), [
+    ({}, [], "no token: set remediate.token_file in the config or DRIFTLINE_REMEDIATE_TOKEN_FILE"),
+    ({"DRIFTLINE_REMEDIATE_TOKEN_FILE": "/nonexistent/token"}, ["--no-cluster"],
+     "/nonexistent/token: cannot read the token file (No such file or directory)"),
+    ({"KUBECONFIG": "/nonexistent/kubeconfig"}, [], "no Kubernetes cluster: "),
+], ids=["no-token", "unreadable-token", "no-cluster"])
+def test_remediate_without_a_token_or_a_cluster_says_so_in_one_line_and_exits_2(
+        tmp_path: Path, env: dict[str, str], args: list[str], message: str) -> None:
+    import os
+    import subprocess
+    import sys
+
+    token = tmp_path / "token"
+    token.write_text("t\n")
+    child = {k: v for k, v in os.environ.items() if k not in ("DRIFTLINE_REMEDIATE_TOKEN_FILE", "KUBECONFIG")}
+    if "no Kubernetes cluster" in message:
+        child["DRIFTLINE_REMEDIATE_TOKEN_FILE"] = str(token)
+        child.pop("KUBERNETES_SERVICE_HOST", None)
+    child.update(env)
+    result = subprocess.run([sys.executable, "-m", "monitor.cli.main", "remediate", "-C",
+                             str(ROOT / "sample_data/driftline.yaml"), "--port", "0", *args],
+                            capture_output=True, text=True, timeout=60, env=child)
+    assert result.returncode == 2 and result.stdout == ""
+    [line] = result.stderr.splitlines()
+    assert line.startswith("driftline: error: ") and message in line
