@@ -265,7 +265,11 @@ def test_every_metric_has_the_driftline_prefix_and_a_help_text() -> None:
             "window_fill_ratio", "last_evaluation_timestamp_seconds", "consumer_lag_messages",
             "checkpoint_age_seconds", "evaluation_duration_seconds", "labels_joined", "labels_unmatched",
             "label_join_evictions", "label_join_buffer_size", "schema_unknown_fields", "ready",
-            "dataset_drift_streak", "feature_drift_streak", "model_consumer_lag_messages")}
+            "dataset_drift_streak", "feature_drift_streak", "model_consumer_lag_messages",
+            "feature_drift_threshold", "feature_effect_size", "feature_materiality",
+            "feature_missing_share", "feature_reference_missing_share", "feature_new_categories",
+            "quality_issue", "feature_drift_reason", "model_performance_min",
+            "model_performance_max")}
     for family in families:
         assert family.name.startswith("driftline_")
         assert len(family.documentation.split()) >= 5, family.name

@@ -48,6 +48,24 @@ from monitor.engine.stats.ztest import two_proportion_z
 
 Correction = Literal["none", "bonferroni", "bh"]
 
+#: ``FeatureDrift.reason_code``: why a feature did or did not drift, one code from a fixed set
+#: (``reason`` says the same in words, with the numbers).  When several hold, the first in this
+#: order wins: a missing or empty column, then the distribution test's drift, then the
+#: missing-share change, then the distribution test's no-drift verdict.
+DRIFT_REASON_CODES: tuple[str, ...] = (
+    "column_missing",            # drift: the column is absent from the current data
+    "all_missing",               # drift: the column has no values in the current data
+    "significant_and_material",  # drift: adjusted p-value < threshold and effect >= floor
+    "distance_over_threshold",   # drift: distance test statistic >= threshold
+    "missing_share_changed",     # drift: the missing share changed significantly and materially
+    "significant_not_material",  # no drift: adjusted p-value < threshold, effect < floor
+    "not_significant",           # no drift: adjusted p-value >= threshold
+    "distance_under_threshold",  # no drift: distance test statistic < threshold
+    "not_computed",              # no drift: the test gave no usable statistic or p-value (NaN)
+)
+#: the codes of :data:`DRIFT_REASON_CODES` that mean the feature drifted
+DRIFTING_REASON_CODES: frozenset[str] = frozenset(DRIFT_REASON_CODES[:5])
+
 
 @dataclass(frozen=True)
 class Materiality:
@@ -97,6 +115,7 @@ class FeatureDrift:
     missing_p_value_adjusted: float | None = None
     new_categories: tuple[str, ...] = ()
     test_reason: str = ""
+    reason_code: str = ""  # one of DRIFT_REASON_CODES ("" only when built elsewhere)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -118,6 +137,7 @@ class FeatureDrift:
             "missing_p_value_adjusted": _clean(self.missing_p_value_adjusted),
             "new_categories": list(self.new_categories),
             "test_reason": self.test_reason,
+            "reason_code": self.reason_code,
         }
 
 
@@ -379,27 +399,38 @@ def _decide(p: _Pending, dist_adj: float | None, miss_adj: float | None,
     alpha_missing = settings.alpha
     reasons: list[str] = []
     drift = False
+    code = "not_computed"
     if p.forced_reason is not None:
         drift = True
         reasons.append(p.forced_reason)
+        code = "column_missing" if p.missing_share is None else "all_missing"
     elif p.score is not None:
         if p.kind is TestKind.P_VALUE:
             significant = dist_adj is not None and dist_adj < p.threshold
             material = p.effect is not None and p.floor is not None and p.effect >= p.floor
             if significant and material:
                 drift = True
+                code = "significant_and_material"
                 reasons.append(f"adjusted p={dist_adj:.3g} < {p.threshold:g} and "
                                f"{p.choice.effect} {p.effect:.3g} >= {p.floor:g}")
             elif significant:
+                code = "significant_not_material"
                 reasons.append(f"significant (adjusted p={dist_adj:.3g}) but {p.choice.effect} "
                                f"{_fmt(p.effect)} < materiality floor {p.floor:g}")
+            elif dist_adj is not None and not math.isnan(dist_adj):
+                code = "not_significant"
         else:
             stat = p.score.statistic
             if not math.isnan(stat) and stat >= p.threshold:
                 drift = True
+                code = "distance_over_threshold"
                 reasons.append(f"{p.choice.test} {stat:.3g} >= threshold {p.threshold:g}")
+            elif not math.isnan(stat):
+                code = "distance_under_threshold"
     if miss_adj is not None and miss_adj < alpha_missing and \
             p.missing_delta >= settings.materiality.missing_share:
+        if not drift:
+            code = "missing_share_changed"
         drift = True
         reasons.append(
             f"missing share {_fmt(p.missing_share)} vs {p.ref_missing_share:.3g} in reference "
@@ -426,6 +457,7 @@ def _decide(p: _Pending, dist_adj: float | None, miss_adj: float | None,
         missing_p_value_adjusted=miss_adj,
         new_categories=p.new_categories,
         test_reason=p.choice.reason,
+        reason_code=code,
     )
 
 

@@ -34,7 +34,8 @@ from prometheus_client.core import (
     Metric,
 )
 
-from monitor.streaming.status import INVALID_REASONS, ServiceStatus
+from monitor.engine.analysis import DRIFT_REASON_CODES
+from monitor.streaming.status import INVALID_REASONS, QUALITY_ISSUES, ServiceStatus
 
 # CollectorRegistry is re-exported so that callers (the API) need not import prometheus_client.
 __all__ = ["CollectorRegistry", "StatusCollector", "make_registry"]
@@ -42,6 +43,7 @@ __all__ = ["CollectorRegistry", "StatusCollector", "make_registry"]
 PREFIX = "driftline_"
 
 _M = ["model"]
+_MF = ["model", "feature"]
 _MFT = ["model", "feature", "test"]
 
 
@@ -53,6 +55,11 @@ def _counter(name: str, help_text: str, labels: list[str]) -> CounterMetricFamil
     # CounterMetricFamily drops the "_total" suffix from the family name and adds it back to
     # the sample, so that both exposition formats end the sample name in "_total".
     return CounterMetricFamily(PREFIX + name, help_text, labels=labels)
+
+
+def _number(value: float | None) -> float | None:
+    """``value`` as a float, or None when it is None or NaN (no sample then)."""
+    return None if value is None or math.isnan(value) else float(value)
 
 
 def _le(upper: float) -> str:
@@ -76,6 +83,7 @@ class StatusCollector:
 
     def _families(self, status: ServiceStatus) -> Iterator[Metric]:
         yield from self._drift(status)
+        yield from self._details(status)
         yield from self._throughput(status)
         yield from self._windows(status)
         yield from self._consumer(status)
@@ -139,6 +147,91 @@ class StatusCollector:
                 performance.add_metric([name, metric], float(value))
         yield from (score, p_value, drifted, share, dataset, performance)
         yield from self._streaks(status)
+
+    def _details(self, status: ServiceStatus) -> Iterator[Metric]:
+        """What a dashboard draws beside the drift scores: thresholds, effect sizes, missing
+        shares, new categories, data-quality findings, the reason codes and the bounds."""
+        threshold = _gauge(
+            "feature_drift_threshold",
+            "What the feature's test is compared against in the latest evaluated window: alpha "
+            "(or the feature's threshold) for the adjusted p-value of p-value tests, the "
+            "distance threshold for distance tests.",
+            _MFT)
+        effect = _gauge(
+            "feature_effect_size",
+            "Effect size of the feature in the latest evaluated window (normed Wasserstein or "
+            "total variation for p-value tests, the distance for distance tests).",
+            _MFT)
+        materiality = _gauge(
+            "feature_materiality",
+            "Materiality floor the effect size must reach for a significant p-value test to "
+            "count as drift; absent for distance tests.",
+            _MFT)
+        missing = _gauge(
+            "feature_missing_share",
+            "Share (0..1) of missing values of the feature in the latest evaluated window; "
+            "absent when the column is missing.",
+            _MF)
+        ref_missing = _gauge(
+            "feature_reference_missing_share",
+            "Share (0..1) of missing values of the feature in the reference.",
+            _MF)
+        new = _gauge(
+            "feature_new_categories",
+            "Number of categories of the latest evaluated window that the reference does not "
+            "have; categorical and boolean features only (0 when the reference folded rare "
+            "categories into 'other', which makes new ones unknowable).",
+            _MF)
+        quality = _gauge(
+            "quality_issue",
+            "1 for each data-quality finding of the latest evaluated window, by issue "
+            f"({', '.join(QUALITY_ISSUES)}).",
+            ["model", "feature", "issue"])
+        reason = _gauge(
+            "feature_drift_reason",
+            "1 for the reason code of the feature's verdict in the latest evaluated window "
+            f"({', '.join(DRIFT_REASON_CODES)}).",
+            ["model", "feature", "test", "reason"])
+        for name, model in status.models.items():
+            latest = model.latest
+            if latest is None:
+                continue
+            for f in latest.features:
+                labels = [name, f.name, f.test]
+                for family, value in ((threshold, f.threshold), (effect, f.effect_size),
+                                      (materiality, f.materiality)):
+                    number = _number(value)
+                    if number is not None:
+                        family.add_metric(labels, number)
+                for family, value in ((missing, f.missing_share),
+                                      (ref_missing, f.reference_missing_share)):
+                    number = _number(value)
+                    if number is not None:
+                        family.add_metric([name, f.name], number)
+                if f.new_categories is not None:
+                    new.add_metric([name, f.name], float(f.new_categories))
+                if f.reason_code in DRIFT_REASON_CODES:
+                    reason.add_metric([*labels, f.reason_code], 1.0)
+            for feature, issue in latest.quality:
+                if issue in QUALITY_ISSUES:
+                    quality.add_metric([name, feature, issue], 1.0)
+        yield from (threshold, effect, materiality, missing, ref_missing, new, quality, reason)
+
+        low = _gauge(
+            "model_performance_min",
+            "Configured lower bound of a model performance metric (the line it must stay above).",
+            ["model", "metric"])
+        high = _gauge(
+            "model_performance_max",
+            "Configured upper bound of a model performance metric (the line it must stay below).",
+            ["model", "metric"])
+        for name, model in status.models.items():
+            for metric, (minimum, maximum) in model.performance_bounds.items():
+                if minimum is not None:
+                    low.add_metric([name, metric], float(minimum))
+                if maximum is not None:
+                    high.add_metric([name, metric], float(maximum))
+        yield from (low, high)
 
     def _streaks(self, status: ServiceStatus) -> Iterator[Metric]:
         dataset = _gauge(

@@ -26,14 +26,14 @@ from typing import Any
 import msgspec
 
 from monitor.engine import profile_codec
-from monitor.engine.analysis import DriftReport, DriftSettings, FeatureSpec, analyze
+from monitor.engine.analysis import DriftReport, DriftSettings, FeatureDrift, FeatureSpec, analyze
 from monitor.engine.performance.check import PerformancePlan, PerformanceResult
 from monitor.engine.profiles import Profile, ProfileSettings
 from monitor.engine.quality import Finding
 from monitor.engine.windows import ClosedWindow, Windower, WindowSpec
 from monitor.errors import ProfileError
 from monitor.streaming.joiner import JoinResult, LabelJoin, PerformanceWindow, Scalar
-from monitor.streaming.status import FeatureResult, ModelStatus, WindowReport
+from monitor.streaming.status import QUALITY_ISSUES, FeatureResult, ModelStatus, WindowReport
 from monitor.wire.decode import LabelBatch, PredictionBatch
 
 Clock = Callable[[], float]
@@ -80,19 +80,53 @@ def _report_to_dict(r: WindowReport) -> dict[str, Any]:
             "evaluated_at": r.evaluated_at, "duration_s": r.duration_s,
             "drift": [r.drift_detected, r.drifted_share],
             "features": [[f.name, f.test, f.statistic, f.p_value, f.drift] for f in r.features],
+            # added later, in their own keys so that older readers and checkpoints still fit
+            "feature_details": [[f.threshold, f.effect_size, f.materiality, f.missing_share,
+                                 f.reference_missing_share, f.new_categories, f.reason_code]
+                                for f in r.features],
+            "quality": [list(q) for q in r.quality],
             "performance": dict(r.performance), "body": dict(r.body)}
 
 
 def _report_from_dict(d: Mapping[str, Any]) -> WindowReport:
     kind, start, end, rows = d["window"]
     drift, share = d["drift"]
+    features = [FeatureResult(str(n), str(t), s, p, bool(x)) for n, t, s, p, x in d["features"]]
+    details = d.get("feature_details")  # absent from checkpoints of older versions
+    if details is not None and len(details) == len(features):
+        features = [replace(f, threshold=_opt(th), effect_size=_opt(es), materiality=_opt(mt),
+                            missing_share=_opt(ms), reference_missing_share=_opt(rm),
+                            new_categories=None if nc is None else int(nc), reason_code=str(rc))
+                    for f, (th, es, mt, ms, rm, nc, rc) in zip(features, details, strict=True)]
     return WindowReport(
         model=str(d["model"]), window_start=int(start), window_end=int(end),
         window_kind=str(kind), rows=int(rows), evaluated_at=float(d["evaluated_at"]),
         duration_s=float(d["duration_s"]), drift_detected=bool(drift), drifted_share=float(share),
-        features=tuple(FeatureResult(str(n), str(t), s, p, bool(x))
-                       for n, t, s, p, x in d["features"]),
-        performance={str(k): float(v) for k, v in d["performance"].items()}, body=d["body"])
+        features=tuple(features),
+        performance={str(k): float(v) for k, v in d["performance"].items()}, body=d["body"],
+        quality=tuple((str(f), str(i)) for f, i in d.get("quality", ())))
+
+
+def _opt(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _feature_result(f: FeatureDrift) -> FeatureResult:
+    return FeatureResult(
+        f.name, f.test, f.statistic, f.p_value, f.drift, threshold=f.threshold,
+        effect_size=f.effect_size, materiality=f.materiality, missing_share=f.missing_share,
+        reference_missing_share=f.reference_missing_share,
+        new_categories=None if f.type == "numerical" else len(f.new_categories),
+        reason_code=f.reason_code)
+
+
+def _quality(findings: Sequence[Finding], features: Sequence[FeatureSpec]
+             ) -> tuple[tuple[str, str], ...]:
+    """(feature, issue) of the findings whose feature is configured and whose issue is in
+    QUALITY_ISSUES (``extra_column`` names a column of the data: never a label value)."""
+    names = {f.name for f in features}
+    return tuple(dict.fromkeys((q.feature, q.issue) for q in findings
+                               if q.feature in names and q.issue in QUALITY_ISSUES))
 
 
 class ModelMonitor:
@@ -195,15 +229,15 @@ class ModelMonitor:
         if self.last_performance is not None:
             body["performance"] = self.last_performance.to_dict()
             performance = {k: float(v) for k, v in self.last_performance.metrics.items()}
-        features = tuple(FeatureResult(f.name, f.test, f.statistic, f.p_value, f.drift)
-                         for f in report.features)
+        features = tuple(_feature_result(f) for f in report.features)
+        findings = [*report.quality, *([] if absent is None else [absent])]
         body = msgspec.json.decode(msgspec.json.encode(body))  # plain JSON types only
         result = WindowReport(
             model=setup.name, window_start=window.start, window_end=window.end,
             window_kind=window.kind, rows=window.rows, evaluated_at=now,
             duration_s=time.perf_counter() - started, drift_detected=report.drift_detected,
             drifted_share=report.drifted_share, features=features, performance=performance,
-            body=body)
+            body=body, quality=_quality(findings, setup.features))
         self.history.append(result)
         self.latest_window = window.profile
         self._count_streaks(result)
@@ -227,7 +261,10 @@ class ModelMonitor:
             labels_unmatched=self.join.unmatched, join_evictions=self.join.evicted,
             join_buffer_size=len(self.join), performance=performance,
             reference=self.setup.reference_source, dataset_drift_streak=self.dataset_streak,
-            feature_drift_streaks=dict(self.feature_streaks))
+            feature_drift_streaks=dict(self.feature_streaks),
+            performance_bounds=({} if self.setup.performance is None else {
+                metric: (bound.min, bound.max)
+                for metric, bound in self.setup.performance.bounds.items()}))
 
     # ---- checkpoints
 

@@ -25,6 +25,21 @@ INVALID_REASONS: tuple[str, ...] = (
     "oversize",        # a message larger than the configured limit
 )
 
+#: Data-quality issues exported as ``driftline_quality_issue{issue}`` (the vocabulary of
+#: :mod:`monitor.engine.quality`).  ``extra_column`` is left out: its feature is a column name
+#: taken from the data, not from the config, so it is never a label value.
+QUALITY_ISSUES: tuple[str, ...] = (
+    "missing_column",       # a monitored feature is absent from the window
+    "all_missing",          # a feature has no values in the window
+    "missing_share",        # the missing share moved by at least the reporting floor
+    "out_of_range",         # at least 1% of values outside the reference [min, max]
+    "new_categories",       # categories never seen in the reference
+    "vanished_categories",  # reference categories expected at least 5 times, absent
+    "type_mismatch",        # values of the wrong kind
+    "non_finite",           # +/-inf in a numerical feature
+    "prediction_absent",    # no event of the window carries the configured prediction
+)
+
 #: Upper bounds (seconds) of the evaluation-duration histogram.
 EVALUATION_BUCKETS: tuple[float, ...] = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -40,6 +55,14 @@ class FeatureResult:
     statistic: float | None  # the test statistic, or the distance for distance tests
     p_value: float | None  # None for distance tests
     drift: bool
+    # the fields below came later: a report restored from an older checkpoint has the defaults
+    threshold: float | None = None  # what the adjusted p-value or the distance is compared to
+    effect_size: float | None = None
+    materiality: float | None = None  # the effect-size floor (p-value tests only)
+    missing_share: float | None = None  # of the window; None when the column is missing
+    reference_missing_share: float | None = None
+    new_categories: int | None = None  # categories not in the reference; None for numerical
+    reason_code: str = ""  # one of monitor.engine.analysis.DRIFT_REASON_CODES; "" when unknown
 
 
 @dataclass(frozen=True)
@@ -63,6 +86,9 @@ class WindowReport:
     features: tuple[FeatureResult, ...]
     performance: Mapping[str, float]  # metric -> value, of the latest labelled window
     body: Mapping[str, Any]
+    # (feature, issue) of the window's data-quality findings: configured features and
+    # QUALITY_ISSUES only; empty for a report restored from an older checkpoint
+    quality: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -83,6 +109,8 @@ class ModelStatus:
     reference: str  # where the reference profile came from
     dataset_drift_streak: int = 0  # drifted windows in a row, up to the latest (0: it did not drift)
     feature_drift_streaks: Mapping[str, int] = field(default_factory=dict)  # the same, per feature
+    # configured performance bounds: metric -> (min, max), either may be None
+    performance_bounds: Mapping[str, tuple[float | None, float | None]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
