@@ -346,3 +346,49 @@ def test_drift_streaks_and_model_lag_are_exported_only_for_models_with_an_evalua
         by(("feature", "region"), ("model", "credit"), ("test", "psi")): 0.0,
         by(("feature", "age"), ("model", "credit"), ("test", "wasserstein")): 0.0}
     assert series(text, "driftline_model_consumer_lag_messages") == {by(("model", "credit")): 3.0}
+
+
+# --------------------------------------------------------------------------- dashboard series
+
+
+def test_the_dashboard_series_carry_only_config_names_and_fixed_vocabularies() -> None:
+    features = [FeatureResult("income", "ks", 0.21, 0.0001, True, threshold=0.05, effect_size=0.3,
+                              materiality=0.1, missing_share=0.02, reference_missing_share=0.0,
+                              reason_code="significant_and_material"),
+                FeatureResult("region", "psi", 0.05, None, False, threshold=0.2, effect_size=0.05,
+                              missing_share=None, reference_missing_share=0.01, new_categories=2,
+                              reason_code="a reason in words, not a code")]
+    latest = WindowReport(
+        model="credit", window_start=0, window_end=500, window_kind="count", rows=500,
+        evaluated_at=1.0, duration_s=0.01, drift_detected=True, drifted_share=0.5,
+        features=tuple(features), performance={}, body={},
+        quality=(("income", "missing_share"), ("region", "new_categories"), ("region", "made_up")))
+    credit = model("credit", latest, performance_bounds={"roc_auc": (0.6, None), "mae": (None, 3.5)})
+    churn = model("churn", None, performance_bounds={"accuracy": (0.7, 0.99)})
+    text = render(ServiceStatus(models={"credit": credit, "churn": churn},
+                                configured_models=("credit", "churn")))
+    income = (("model", "credit"), ("feature", "income"), ("test", "ks"))
+    region = (("model", "credit"), ("feature", "region"), ("test", "psi"))
+    assert series(text, "driftline_feature_drift_threshold") == {by(*income): 0.05, by(*region): 0.2}
+    assert series(text, "driftline_feature_effect_size") == {by(*income): 0.3, by(*region): 0.05}
+    assert series(text, "driftline_feature_materiality") == {by(*income): 0.1}
+    assert series(text, "driftline_feature_missing_share") == {
+        by(("model", "credit"), ("feature", "income")): 0.02}
+    assert series(text, "driftline_feature_reference_missing_share") == {
+        by(("model", "credit"), ("feature", "income")): 0.0,
+        by(("model", "credit"), ("feature", "region")): 0.01}
+    assert series(text, "driftline_feature_new_categories") == {
+        by(("model", "credit"), ("feature", "region")): 2.0}
+    # an issue outside the vocabulary and a reason that is not a code are never label values
+    assert series(text, "driftline_quality_issue") == {
+        by(("model", "credit"), ("feature", "income"), ("issue", "missing_share")): 1.0,
+        by(("model", "credit"), ("feature", "region"), ("issue", "new_categories")): 1.0}
+    assert series(text, "driftline_feature_drift_reason") == {
+        by(*income, ("reason", "significant_and_material")): 1.0}
+    # the bounds come from the config: churn has no window yet and still draws its lines
+    assert series(text, "driftline_model_performance_min") == {
+        by(("model", "credit"), ("metric", "roc_auc")): 0.6,
+        by(("model", "churn"), ("metric", "accuracy")): 0.7}
+    assert series(text, "driftline_model_performance_max") == {
+        by(("model", "credit"), ("metric", "mae")): 3.5,
+        by(("model", "churn"), ("metric", "accuracy")): 0.99}
