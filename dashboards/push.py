@@ -214,7 +214,7 @@ def _message(exc: GrafanaException) -> str:
         if status and isinstance(status, str) and status not in text:
             text = f"{status}: {text}" if text else status
     else:
-        text = str(response or "")
+        text = _snippet(response) if response else ""
     return " ".join((text or str(exc.message) or type(exc).__name__).split())[:300]
 
 
@@ -264,7 +264,10 @@ class _Pusher:
             if exc.status_code == 404:
                 return None
             raise self._refused(f"read folder {uid}", exc) from None
-        return found if isinstance(found, Mapping) else {}
+        if not isinstance(found, Mapping):
+            raise GrafanaRefused(f"grafana at {self.url} answered folder {uid} with something that is not "
+                                 f"Grafana's JSON API ({_snippet(found)}): is the URL right?")
+        return found
 
     # dashboards
 
@@ -306,7 +309,8 @@ class _Pusher:
                 return None
             raise self._refused(f"read dashboard {uid}", exc) from None
         if not isinstance(found, Mapping) or not isinstance(found.get("dashboard"), Mapping):
-            raise GrafanaRefused(f"grafana at {self.url} answered dashboard {uid} without its JSON")
+            raise GrafanaRefused(f"grafana at {self.url} answered dashboard {uid} with something that is not "
+                                 f"Grafana's JSON API ({_snippet(found)}): is the URL right?")
         meta = found.get("meta")
         return dict(found["dashboard"]), meta if isinstance(meta, Mapping) else {}
 
@@ -376,6 +380,14 @@ class _Pusher:
     def _refused(self, what: str, exc: GrafanaException) -> GrafanaRefused:
         return GrafanaRefused(f"grafana at {self.url} refused to {what} (HTTP {exc.status_code}): "
                               f"{_message(exc)}")
+
+
+def _snippet(answer: Any) -> str:
+    """A short word on an answer that is not Grafana's JSON (an HTML page from a proxy, say)."""
+    text = " ".join(str(answer).split())
+    if text.lstrip().lower().startswith(("<!doctype html", "<html")):
+        return "an HTML page"
+    return text[:120] or "an empty answer"
 
 
 def _int(value: Any, default: int) -> int:

@@ -4,7 +4,11 @@ and the errors, each one line naming the URL."""
 from __future__ import annotations
 
 import copy
+import socket
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +23,7 @@ from dashboards.push import (
     folder_uid,
     push,
 )
+from monitor.config.loader import load_config
 from monitor.errors import PermanentError, TemporaryError, UsageError, one_line
 from tests.grafana_fake import FakeGrafana
 
@@ -266,6 +271,47 @@ def test_a_grafana_that_is_down_is_one_line_saying_it_is_unreachable() -> None:
     assert "\n" not in one_line(caught.value)
 
 
+def test_a_grafana_that_accepts_but_never_answers_is_one_line_saying_it_timed_out() -> None:
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # connections are queued by the kernel, never accepted or answered
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+
+        with pytest.raises(GrafanaUnavailable) as caught:
+            push(fleet(), url, TOKEN, timeout=0.3)
+
+    assert one_line(caught.value).startswith(f"grafana at {url} is unreachable: timed out")
+    assert one_line(caught.value).endswith("(read folder driftline, 3 tries)")
+
+
+def test_a_url_that_answers_html_is_one_line_asking_whether_the_url_is_right() -> None:
+    page = b"<!DOCTYPE html><html><body>login</body></html>"
+
+    class Html(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the base class's name
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            return None
+
+    server = HTTPServer(("127.0.0.1", 0), Html)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        with pytest.raises(GrafanaRefused) as caught:
+            push(fleet(), url, TOKEN)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert str(caught.value) == (f"grafana at {url} answered folder driftline with something that is not "
+                                 "Grafana's JSON API (an HTML page): is the URL right?")
+
+
 def test_a_folder_created_concurrently_is_read_again_rather_than_failing(fake_grafana: FakeGrafana) -> None:
     fake_grafana.add_folder("driftline", "driftline")
     fake_grafana.fail("GET", FOLDER, 404, body={"message": "folder not found"})  # not there yet
@@ -322,3 +368,18 @@ def test_the_url_shown_drops_credentials_and_a_sub_path_gets_its_api_slash() -> 
         "https://grafana.example:3000/grafana", "https://u:p@grafana.example:3000/grafana/")
     assert push_module._urls("http://grafana:3000") == ("http://grafana:3000", "http://grafana:3000")
     assert folder_uid("ML Monitoring / prod") == "ml-monitoring-prod"
+
+
+def test_the_generated_dashboards_of_the_sample_config_push_once_and_then_are_unchanged(
+        fake_grafana: FakeGrafana) -> None:
+    generator = pytest.importorskip("dashboards.generator")
+    config = load_config(Path(__file__).resolve().parent.parent / "sample_data" / "driftline.yaml")
+    boards = list(generator.generate(config).values())
+    uids = [board["uid"] for board in boards]
+
+    assert push(boards, fake_grafana.url, TOKEN)[1:] == [f"created {uid} v1 in folder driftline"
+                                                         for uid in uids]
+    for uid, board in zip(uids, boards, strict=True):
+        stored = fake_grafana.dashboard(uid)
+        assert stored is not None and push_module.content(stored) == push_module.content(board)
+    assert push(boards, fake_grafana.url, TOKEN) == [f"unchanged {uid} (v1)" for uid in uids]
