@@ -20,6 +20,8 @@ OWNERS = {
     "uvloop": {"collectors/sidecar.py"},
     "kubernetes": {"alerts/kube.py"},
     "torch": set(),
+    "grafana_client": {"dashboards/push.py"},
+    "matplotlib": {"dashboards/preview.py"},
 }
 
 

@@ -21,6 +21,7 @@ from typer.exceptions import TyperException
 
 from monitor import __version__
 from monitor.cli import check, collect, demo, k8s, remediate, serve
+from monitor.cli import dashboards as dashboards_command
 from monitor.cli import rules as rules_command
 from monitor.cli.common import EXIT_ERROR, EXIT_OK, silence_stdout
 from monitor.errors import DriftlineError, one_line
@@ -59,6 +60,7 @@ app.command()(k8s.with_collector_options(k8s.webhook))
 app.command()(demo.demo)
 app.command()(rules_command.rules)
 app.command()(remediate.remediate)
+app.add_typer(dashboards_command.app, name="dashboards")
 
 # What every command shares, applied here once rather than in each command's module
 _METAVARS = {"str": "TEXT", "int": "INTEGER", "int range": "INTEGER", "float": "NUMBER",

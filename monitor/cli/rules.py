@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from monitor.cli.common import fail, reader_may_leave
+from monitor.cli.common import fail, reader_may_leave, write_atomically
 
 
 class RulesFormat(StrEnum):
@@ -41,26 +39,5 @@ def rules(
         with reader_may_leave():
             sys.stdout.write(text)
         return
-    _write_atomically(Path(out), text)
+    write_atomically(Path(out), text)
 
-
-def _write_atomically(path: Path, text: str) -> None:
-    """``text`` to ``path`` via a temporary file in the same directory and a rename, so a
-    reader (Prometheus reloading its rules) never sees half a file."""
-    directory = path.parent if str(path.parent) else Path(".")
-    if not directory.is_dir():
-        raise fail(f"{path}: directory {directory} does not exist")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    except OSError as exc:
-        raise fail(f"{path}: cannot write: {exc.strerror or exc}") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise fail(f"{path}: cannot write: {exc.strerror or exc}") from None
