@@ -88,6 +88,7 @@ def build(config: Config, uid: str, model_uid: str, collector_uid: str,
         ("I", "Firing alerts", 'count by (model) (ALERTS{alertstate="firing",alertname=~"Driftline.*"})'),
     ]
     status = (table.Panel()
+               .show_header(True)
               .id(ids.next())
               .title("Models now")
               .description(
@@ -237,7 +238,9 @@ def build(config: Config, uid: str, model_uid: str, collector_uid: str,
                .unit("short").decimals(0)
                .thresholds(steps((None, "transparent"), (1, ORANGE), (3, RED)))
                .color_scheme(dash.FieldColor().mode(model.FieldColorModeId.THRESHOLDS))
-               .show_value(viz.VisibilityMode.AUTO))
+               .show_value(viz.VisibilityMode.AUTO)
+               .fill_opacity(70)
+               .line_width(0))
 
     board = (dash.Dashboard("Driftline fleet")
              .uid(uid)

@@ -138,6 +138,7 @@ def build(config: Config, uid: str, fleet_uid: str, collector_uid: str,
     ]
     keep = ["feature", "test", "reason", *(f"Value #{ref}" for ref, _, _ in drifted_columns)]
     drifted = (table.Panel()
+               .show_header(True)
                .id(ids.next())
                .title("Drifted features, latest window")
                .description("The features that drifted in the model's latest evaluated window, with "
@@ -198,6 +199,7 @@ def build(config: Config, uid: str, fleet_uid: str, collector_uid: str,
         .with_target(query(f"max by (feature) (driftline_feature_new_categories{{{MF}}})", "A",
                            "{{feature}}")))
     quality = (table.Panel()
+               .show_header(True)
                .id(ids.next())
                .title("Data-quality findings, latest window")
                .description("Each data-quality finding of the latest evaluated window, by feature and "
