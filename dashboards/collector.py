@@ -120,8 +120,8 @@ def build(config: Config, uid: str, fleet_uid: str, model_uid: str, datasource_u
             .span(6).height(8)
             .with_target(query(
                 f"(sum(increase(driftline_collector_events_failed_total{{{M}}}[$__range])) + "
-                f"sum(increase(driftline_collector_events_dropped_total"
-                f'{{{M},reason=~"queue_full|oversize|shutdown"}}[$__range]))) / '
+                f"(sum(increase(driftline_collector_events_dropped_total"
+                f'{{{M},reason=~"queue_full|oversize|shutdown"}}[$__range])) or vector(0))) / '
                 f"clamp_min(sum(increase(driftline_collector_events_captured_total{{{M}}}[$__range])), 1)",
                 "A", instant=True))
             .unit("percentunit").decimals(2)

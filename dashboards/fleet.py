@@ -48,9 +48,10 @@ def main_metrics(config: Config) -> dict[str, tuple[str, str]]:
     return found
 
 
-def _performance_exprs(config: Config) -> tuple[str, str, str]:
+def _performance_exprs(config: Config) -> tuple[str, str, str] | None:
     """PromQL for the main metric, its bound and the headroom (positive is inside the bound),
-    one series per model with performance thresholds (an ``or`` of per-model selectors)."""
+    one series per model with performance thresholds (an ``or`` of per-model selectors);
+    None when no model has any."""
     values, bounds, headroom = [], [], []
     for name, (metric, side) in sorted(main_metrics(config).items()):
         sel = f'{{model="{_esc(name)}",metric="{_esc(metric)}"}}'
@@ -60,9 +61,8 @@ def _performance_exprs(config: Config) -> tuple[str, str, str]:
         bounds.append(bound)
         headroom.append(f"({value} - on (model) {bound})" if side == "min"
                         else f"({bound} - on (model) {value})")
-    if not values:  # no model has bounds: the columns stay, empty
-        none = "max by (model) (driftline_model_performance_min)"
-        return "max by (model) (driftline_model_performance)", none, none
+    if not values:
+        return None
     return " or ".join(values), " or ".join(bounds), " or ".join(headroom)
 
 
@@ -73,13 +73,13 @@ def _esc(text: str) -> str:
 def build(config: Config, uid: str, model_uid: str, collector_uid: str,
           datasource_uid: str) -> dash.Dashboard:
     ids = Ids()
-    perf, perf_bound, headroom = _performance_exprs(config)
+    performance = _performance_exprs(config)
     columns = [
         ("A", "Dataset drift", "max by (model) (driftline_dataset_drift)"),
         ("B", "Drifted share", "max by (model) (driftline_dataset_drifted_share)"),
-        ("C", "Performance", perf),
-        ("D", "Bound", perf_bound),
-        ("E", "Headroom", headroom),
+        *([] if performance is None else
+          [("C", "Performance", performance[0]), ("D", "Bound", performance[1]),
+           ("E", "Headroom", performance[2])]),
         ("F", "Events/s", "sum by (model) (rate(driftline_events_total[5m]))"),
         ("G", "Consumer lag", "max by (model) (driftline_model_consumer_lag_messages)"),
         ("H", "Collector drops/s",

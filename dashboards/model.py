@@ -9,6 +9,8 @@ from __future__ import annotations
 from grafana_foundation_sdk.builders import common as viz_builders
 from grafana_foundation_sdk.builders import dashboard as dash
 from grafana_foundation_sdk.builders import stat, table, timeseries
+from grafana_foundation_sdk.cog.builder import Builder
+from grafana_foundation_sdk.cog.variants import Dataquery
 from grafana_foundation_sdk.models import common as viz
 from grafana_foundation_sdk.models import dashboard as model
 
@@ -215,17 +217,24 @@ def build(config: Config, uid: str, fleet_uid: str, collector_uid: str,
                .no_value("no findings"))
 
     # --- performance -----------------------------------------------------------------------
+    # a bound's line only where some model sets that bound: a query that can never return data
+    # would be an empty legend entry (and fail the end-to-end check that every query has data)
+    bounds = [spec.performance.metrics() if spec.performance is not None else {} for spec in config.models]
+    performance_targets: list[Builder[Dataquery]] = [
+        query(f"max by (metric) (driftline_model_performance{{{M}}})", "A", "{{metric}}")]
+    if any(b.min is not None for metrics in bounds for b in metrics.values()):
+        performance_targets.append(query(f"max by (metric) (driftline_model_performance_min{{{M}}})", "B",
+                                         "{{metric}} min"))
+    if any(b.max is not None for metrics in bounds for b in metrics.values()):
+        performance_targets.append(query(f"max by (metric) (driftline_model_performance_max{{{M}}})", "C",
+                                         "{{metric}} max"))
     performance = _reference_lines(_reference_lines(
         _series(ids, "Performance vs bounds",
                 "Each performance metric of the model over predictions joined with their labels; dashed "
                 "red: the configured min (stay above), dashed orange: the configured max (stay below). "
                 "DriftlinePerformanceBelowMin fires across them.", span=24, unit="none")
         .decimals(3)
-        .with_target(query(f"max by (metric) (driftline_model_performance{{{M}}})", "A", "{{metric}}"))
-        .with_target(query(f"max by (metric) (driftline_model_performance_min{{{M}}})", "B",
-                           "{{metric}} min"))
-        .with_target(query(f"max by (metric) (driftline_model_performance_max{{{M}}})", "C",
-                           "{{metric}} max")),
+        .targets(performance_targets),
         "B", RED), "C", ORANGE)
 
     # --- windows and evaluation ------------------------------------------------------------

@@ -482,3 +482,105 @@ def test_preview_before_its_module_exists_is_one_line_and_exit_2(tmp_path, capsy
     code, _, err = run(["dashboards", "preview", "--prometheus", "http://localhost:9090", "--model", "m",
                         "--out", str(tmp_path / "p.png")], capsys)
     assert code == 2 and err == "driftline: error: preview is not available yet\n"
+
+
+# ---- every query against a real Prometheus (a driftline-shaped exposition; the end-to-end test
+# ---- feeds it real serve, collect and remediate processes instead)
+
+def exposition(n: int, now: float) -> str:
+    """One scrape of every series the dashboards read, for the sample model, moving with ``n``."""
+    m = 'model="flight-delay"'
+    lines = [
+        f'driftline_feature_drift_score{{{m},feature="dest",test="psi"}} 0.35',
+        f'driftline_feature_drift_score{{{m},feature="dep_delay",test="ks"}} 0.21',
+        f'driftline_feature_drift_p_value{{{m},feature="dep_delay",test="ks"}} 0.0001',
+        f'driftline_feature_drifted{{{m},feature="dest",test="psi"}} 1',
+        f'driftline_feature_drifted{{{m},feature="dep_delay",test="ks"}} 1',
+        f'driftline_feature_drift_threshold{{{m},feature="dest",test="psi"}} 0.2',
+        f'driftline_feature_drift_threshold{{{m},feature="dep_delay",test="ks"}} 0.05',
+        f'driftline_feature_effect_size{{{m},feature="dest",test="psi"}} 0.35',
+        f'driftline_feature_effect_size{{{m},feature="dep_delay",test="ks"}} 0.12',
+        f'driftline_feature_drift_reason{{{m},feature="dest",test="psi",reason="distance_above_threshold"}} 1',
+        f'driftline_feature_drift_streak{{{m},feature="dest",test="psi"}} {n}',
+        f'driftline_feature_missing_share{{{m},feature="dep_delay"}} 0.02',
+        f'driftline_feature_reference_missing_share{{{m},feature="dep_delay"}} 0.01',
+        f'driftline_feature_new_categories{{{m},feature="dest"}} 2',
+        f'driftline_quality_issue{{{m},feature="dest",issue="new_categories"}} 1',
+        f"driftline_dataset_drifted_share{{{m}}} 0.15",
+        f"driftline_dataset_drift{{{m}}} 1",
+        f"driftline_dataset_drift_streak{{{m}}} {n}",
+        f'driftline_model_performance{{{m},metric="accuracy"}} 0.70',
+        f'driftline_model_performance{{{m},metric="roc_auc"}} 0.64',
+        f'driftline_model_performance_min{{{m},metric="accuracy"}} 0.72',
+        f'driftline_model_performance_min{{{m},metric="roc_auc"}} 0.60',
+        f"driftline_events_total{{{m}}} {100 * n}",
+        f'driftline_events_invalid_total{{{m},reason="schema"}} {n}',
+        f"driftline_window_rows{{{m}}} 420",
+        f"driftline_window_fill_ratio{{{m}}} 0.42",
+        f"driftline_last_evaluation_timestamp_seconds{{{m}}} {now - 5}",
+        *(f'driftline_evaluation_duration_seconds_bucket{{le="{le}"}} {n * c}'
+          for le, c in (("0.01", 1), ("0.1", 2), ("+Inf", 3))),
+        f"driftline_evaluation_duration_seconds_sum {0.1 * n}",
+        f"driftline_evaluation_duration_seconds_count {3 * n}",
+        f"driftline_label_join_buffer_size{{{m}}} 17",
+        f"driftline_labels_joined_total{{{m}}} {50 * n}",
+        f"driftline_labels_unmatched_total{{{m}}} {n}",
+        f"driftline_label_join_evictions_total{{{m}}} {n}",
+        f"driftline_model_consumer_lag_messages{{{m}}} 3",
+        f"driftline_collector_events_captured_total{{{m}}} {100 * n}",
+        f"driftline_collector_events_sent_total{{{m}}} {98 * n}",
+        f"driftline_collector_events_failed_total{{{m}}} {n}",
+        f'driftline_collector_events_dropped_total{{{m},reason="overload"}} {n}',
+        f'driftline_collector_events_dropped_total{{{m},reason="sampled_out"}} 0',
+        f"driftline_collector_queue_depth{{{m}}} 4",
+        *(f'driftline_collector_delivery_latency_seconds_bucket{{{m},le="{le}"}} {n * c}'
+          for le, c in (("0.01", 5), ("0.1", 9), ("+Inf", 10))),
+        *(f'driftline_collector_proxy_latency_seconds_bucket{{{m},status="2xx",le="{le}"}} {n * c}'
+          for le, c in (("0.01", 5), ("0.1", 9), ("+Inf", 10))),
+        f'driftline_collector_proxy_latency_seconds_count{{{m},status="2xx"}} {10 * n}',
+        f'driftline_actions_total{{{m},action="retrain",outcome="dry_run"}} {n}',
+        f'driftline_action_last_timestamp_seconds{{{m},action="rollback"}} {now}',
+    ]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.slow
+def test_every_panel_query_returns_a_series_from_a_real_prometheus(sample, tmp_path, prometheus_factory):
+    import http.server
+    import threading
+    import time
+
+    scrapes = iter(range(1, 1_000_000))
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = exposition(next(scrapes), time.time()).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    rules = tmp_path / "alerts.yml"
+    rules.write_text(yaml.safe_dump({"groups": [{"name": "t", "rules": [
+        {"alert": "DriftlineDatasetDrift", "expr": "max by (model) (driftline_dataset_drift) == 1"}]}]}))
+    try:
+        prom = prometheus_factory([f"127.0.0.1:{server.server_address[1]}"], rule_files=[rules])
+        prom.wait_for("changes(driftline_events_total[1m]) > 2", timeout=30)
+        prom.wait_for('ALERTS{alertstate="firing"}', timeout=30)
+        empty = []
+        for board in sample.values():
+            queries = [(f"{title} {ref}", expr) for title, ref, expr in panel_queries(board)]
+            queries += annotation_queries(board)
+            for what, expr in queries:
+                if not prom.query(substituted(expr)):
+                    empty.append(f"{board['uid']}: {what}: {expr}")
+        assert empty == []
+    finally:
+        server.shutdown()
+        server.server_close()
