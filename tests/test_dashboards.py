@@ -500,7 +500,8 @@ def exposition(n: int, now: float) -> str:
         f'driftline_feature_drift_threshold{{{m},feature="dep_delay",test="ks"}} 0.05',
         f'driftline_feature_effect_size{{{m},feature="dest",test="psi"}} 0.35',
         f'driftline_feature_effect_size{{{m},feature="dep_delay",test="ks"}} 0.12',
-        f'driftline_feature_drift_reason{{{m},feature="dest",test="psi",reason="distance_above_threshold"}} 1',
+        f'driftline_feature_drift_reason{{{m},feature="dest",test="psi",'
+        'reason="distance_over_threshold"} 1',
         f'driftline_feature_drift_streak{{{m},feature="dest",test="psi"}} {n}',
         f'driftline_feature_missing_share{{{m},feature="dep_delay"}} 0.02',
         f'driftline_feature_reference_missing_share{{{m},feature="dep_delay"}} 0.01',
