@@ -53,7 +53,6 @@ from grafana_client.client import (
     GrafanaClientError,
     GrafanaException,
     GrafanaServerError,
-    GrafanaTimeoutError,
     GrafanaUnauthorizedError,
 )
 
@@ -369,13 +368,14 @@ class _Pusher:
             raise
         except GrafanaServerError as exc:
             raise _Transient(f"answered HTTP {exc.status_code}: {_message(exc)}") from None
-        except GrafanaTimeoutError as exc:
-            raise _Transient(f"is unreachable: timed out ({' '.join(str(exc).split())[:200]})") from None
-        except (GrafanaException, OSError) as exc:  # niquests' ConnectionError is an OSError
-            raise _Transient(f"is unreachable: {_transport_reason(exc)}") from None
-        except ValueError as exc:  # a 2xx answer that is not JSON: not Grafana's API
+        except ValueError as exc:  # a 2xx answer that is not JSON: not Grafana's API (requests'
+            # JSONDecodeError is an OSError too, so this comes before the transport errors)
             raise GrafanaRefused(f"grafana at {self.url} answered something that is not Grafana's JSON "
                                  f"API: {' '.join(str(exc).split())[:200]}") from None
+        except (GrafanaException, OSError) as exc:  # requests' errors are OSErrors
+            if "timeout" in type(exc).__name__.lower():
+                raise _Transient(f"is unreachable: timed out ({' '.join(str(exc).split())[:200]})") from None
+            raise _Transient(f"is unreachable: {_transport_reason(exc)}") from None
 
     def _refused(self, what: str, exc: GrafanaException) -> GrafanaRefused:
         return GrafanaRefused(f"grafana at {self.url} refused to {what} (HTTP {exc.status_code}): "
