@@ -83,11 +83,13 @@ class Loop:
 
     def __init__(self, tmp: Path, broker: Broker, kube: FakeKube, *, window: int = 500,
                  consecutive: int = 2, for_: str = "1s", group_wait: str = "1s",
-                 repeat_interval: str = "2s", interval: str = "1s", dry_run: bool = False) -> None:
+                 repeat_interval: str = "2s", interval: str = "1s", dry_run: bool = False,
+                 extra_models: list[dict[str, Any]] | None = None) -> None:
         self.tmp, self.broker, self.kube = tmp, broker, kube
         self.window, self.consecutive, self.for_ = window, consecutive, for_
         self.group_wait, self.repeat_interval, self.interval = group_wait, repeat_interval, interval
         self.dry_run = dry_run
+        self.extra_models = extra_models or []
         tag = uuid.uuid4().hex[:8]
         self.topics = {"predictions": f"p-{tag}", "labels": f"l-{tag}", "dlq": f"d-{tag}",
                        "state": f"s-{tag}"}
@@ -122,8 +124,9 @@ class Loop:
             "defaults": {"window": {"size": self.window}, "alpha": 0.05, "correction": "bh"},
             "models": [{
                 "name": MODEL, "version": "v2", "reference": str(FLIGHTS / "reference.parquet"),
-                "features": {f: {"type": "categorical" if f in CATEGORICAL else "numerical"}
-                             for f in FEATURES},
+                "features": {**{f: {"type": "categorical" if f in CATEGORICAL else "numerical"}
+                                for f in FEATURES},
+                             "dest": {"type": "categorical", "test": "psi", "threshold": 0.2}},
                 "prediction": {"name": "delay_score", "type": "numerical"},
                 "target": {"name": "arrived_late", "task": "binary_classification"},
                 "performance": {"accuracy": {"min": 0.72}},
@@ -132,14 +135,14 @@ class Loop:
                     "on_drift": {"retrain": {"job_template": str(ROOT / "k8s/jobs/retrain.yaml"),
                                              "namespace": NAMESPACE}},
                     "on_performance_drop": {"rollback": {"deployment": MODEL, "namespace": NAMESPACE}},
-                    "cooldown": "1h", "dry_run": self.dry_run}}]}
+                    "cooldown": "1h", "dry_run": self.dry_run}}, *self.extra_models]}
         path = self.tmp / "driftline.yaml"
         path.write_text(yaml.safe_dump(config, sort_keys=False))
         return path
 
     # ---- starting
 
-    def start(self) -> Loop:
+    def start(self, extra_targets: tuple[str, ...] = ()) -> Loop:
         logs = self.tmp / "logs"
         self.serve = self._process("serve", ["serve", "--config", str(self.config), "--host", "127.0.0.1",
                                              "--port", str(self.serve_port)], logs)
@@ -151,7 +154,8 @@ class Loop:
             raise done.error("driftline rules failed")
         self.start_remediate()
         self.alertmanager = Alertmanager(self.tmp / "alertmanager", self._alertmanager_config()).start()
-        self.prometheus = Prometheus(self.tmp / "prometheus", [f"127.0.0.1:{self.serve_port}"],
+        targets = [f"127.0.0.1:{self.serve_port}", f"127.0.0.1:{self.remediate_port}", *extra_targets]
+        self.prometheus = Prometheus(self.tmp / "prometheus", targets,
                                      self.interval, rule_files=[rules],
                                      alertmanagers=[self.alertmanager.address]).start()
         return self
