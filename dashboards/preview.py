@@ -263,7 +263,9 @@ def draw(panels: Sequence[Panel], *, model: str, start: float, end: float, out: 
         footer = 30 / height
         figure.set_layout_engine(ConstrainedLayoutEngine(rect=(0, footer, 1, 1 - footer)))
         until = datetime.fromtimestamp(end, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
-        figure.suptitle(f"Driftline model: {model} (last {(end - start) / 60:g} min until {until})",
+        span = end - start
+        last = f"{span / 60:.0f} min" if span >= 120 else f"{span:.0f} s"
+        figure.suptitle(f"Driftline model: {model} (last {last} until {until})",
                         fontsize=14)
         figure.text(0.5, 0.012, FOOTER, ha="center", va="bottom", fontsize=9, style="italic", color="#555555")
         axes = figure.subplots(rows, COLUMNS, squeeze=False)
@@ -288,8 +290,9 @@ def _plot(ax: Axes, panel: Panel, start: float, end: float) -> None:
     # x: Unix seconds, ticked on whole minutes (or hours) of UTC clock time
     ax.set_xlim(start, end)
     ax.xaxis.set_major_locator(MultipleLocator(_tick_seconds(end - start)))
+    clock = "%H:%M" if end - start > 8 * 60 else "%H:%M:%S"
     ax.xaxis.set_major_formatter(FuncFormatter(
-        lambda x, _: datetime.fromtimestamp(x, tz=UTC).strftime("%H:%M")))
+        lambda x, _: datetime.fromtimestamp(x, tz=UTC).strftime(clock)))
     if panel.unit == "percentunit":
         ax.yaxis.set_major_formatter(PercentFormatter(1.0))
     label = UNIT_LABELS.get(panel.unit, "" if panel.unit in ("", "short", "none") else panel.unit)
@@ -309,7 +312,7 @@ def _plot(ax: Axes, panel: Panel, start: float, end: float) -> None:
 
 def _tick_seconds(range_s: float) -> float:
     """A round tick spacing giving at most about 8 ticks over ``range_s``."""
-    for spacing in (60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400):
+    for spacing in (5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400):
         if range_s / spacing <= 8:
             return spacing
     return 86400 * math.ceil(range_s / 86400 / 8)
