@@ -20,11 +20,10 @@ data in any panel, an unwritable output) is one line: :class:`InputError` or
 
 from __future__ import annotations
 
+import io
 import json
 import math
-import os
 import re
-import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -49,6 +48,7 @@ from matplotlib.ticker import FuncFormatter, MultipleLocator, PercentFormatter  
 from dashboards.generator import FILES, generate  # noqa: E402
 from monitor.config import Config  # noqa: E402
 from monitor.errors import InputError, UnknownModel, UsageError  # noqa: E402
+from monitor.runtime import write_atomically  # noqa: E402
 
 #: The drill-down panels drawn by default, in this order.
 DEFAULT_PANELS = ("Drift statistic by feature", "p-values (log scale)", "Performance vs bounds",
@@ -319,18 +319,6 @@ def _tick_seconds(range_s: float) -> float:
 
 
 def _save(figure: Figure, out: Path) -> None:
-    directory = out.parent if str(out.parent) else Path(".")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=directory)
-    except OSError as exc:
-        raise UsageError(f"{out}: cannot write: {exc.strerror or exc}") from None
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            figure.savefig(handle, format="png", dpi=DPI)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise UsageError(f"{out}: cannot write: {exc.strerror or exc}") from None
+    png = io.BytesIO()
+    figure.savefig(png, format="png", dpi=DPI)
+    write_atomically(out, png.getvalue())

@@ -23,7 +23,9 @@ import ctypes
 import ctypes.util
 import logging
 import os
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 M_TRIM_THRESHOLD = -1
@@ -112,3 +114,28 @@ def exposition(registry: Any, accept: str | None = None) -> tuple[bytes, str]:
     except (TypeError, ValueError):  # e.g. "version=abc": prometheus_client compares str with int
         return generate_latest(registry), CONTENT_TYPE_PLAIN_0_0_4
     return encoder(registry), content_type
+
+
+def write_atomically(path: Path, data: str | bytes) -> None:
+    """``data`` to ``path`` via a temporary file in the same directory and a rename, so a
+    reader (Prometheus reloading its rules, Grafana its dashboards) never sees half a file.
+    A missing or unwritable directory is a one-line :class:`~monitor.errors.UsageError`."""
+    from monitor.errors import UsageError
+
+    directory = path.parent if str(path.parent) else Path(".")
+    if not directory.is_dir():
+        raise UsageError(f"{path}: directory {directory} does not exist")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot write: {exc.strerror or exc}") from None
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data.encode("utf-8") if isinstance(data, str) else data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise UsageError(f"{path}: cannot write: {exc.strerror or exc}") from None

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from pathlib import Path
 
 import typer
 
@@ -54,26 +52,3 @@ def host_port(text: str, what: str) -> tuple[str, int]:
     if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise fail(f"{what} must be HOST:PORT, e.g. 0.0.0.0:8081; got {text!r}")
     return host or "0.0.0.0", int(port)
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """``text`` to ``path`` via a temporary file in the same directory and a rename, so a
-    reader (Prometheus reloading its rules, Grafana its dashboards) never sees half a file; a
-    missing directory or an unwritable one is a one-line failure (exit 2)."""
-    directory = path.parent if str(path.parent) else Path(".")
-    if not directory.is_dir():
-        raise fail(f"{path}: directory {directory} does not exist")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    except OSError as exc:
-        raise fail(f"{path}: cannot write: {exc.strerror or exc}") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise fail(f"{path}: cannot write: {exc.strerror or exc}") from None

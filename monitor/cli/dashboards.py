@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from monitor.cli.common import fail, write_atomically
+from monitor.cli.common import fail
+from monitor.runtime import write_atomically
 
 if TYPE_CHECKING:
     from monitor.config import Config

@@ -9,7 +9,8 @@ from typing import Annotated
 
 import typer
 
-from monitor.cli.common import fail, reader_may_leave, write_atomically
+from monitor.cli.common import fail, reader_may_leave
+from monitor.runtime import write_atomically
 
 
 class RulesFormat(StrEnum):
