@@ -476,12 +476,25 @@ def test_push_hands_the_generated_dashboards_to_the_pusher(monkeypatch, tmp_path
                       True)]
 
 
-def test_preview_before_its_module_exists_is_one_line_and_exit_2(tmp_path, capsys):
-    if (ROOT / "dashboards" / "preview.py").exists():
-        pytest.skip("dashboards.preview exists: its own tests cover the command")
+def test_preview_without_matplotlib_says_which_extra_to_install_in_one_line(tmp_path, capsys, monkeypatch):
+    import builtins
+    import sys
+
+    real_import = builtins.__import__
+
+    def no_matplotlib(name, *args, **kwargs):  # a machine without the preview extra
+        if name == "matplotlib" or name.startswith("matplotlib."):
+            raise ModuleNotFoundError(f"No module named {name!r}", name="matplotlib")
+        return real_import(name, *args, **kwargs)
+
+    for module in [m for m in sys.modules if m == "dashboards.preview" or m.startswith("matplotlib")]:
+        monkeypatch.delitem(sys.modules, module)
+    monkeypatch.setattr(builtins, "__import__", no_matplotlib)
     code, _, err = run(["dashboards", "preview", "--prometheus", "http://localhost:9090", "--model", "m",
-                        "--out", str(tmp_path / "p.png")], capsys)
-    assert code == 2 and err == "driftline: error: preview is not available yet\n"
+                        "--out", str(tmp_path / "p.png"), "-C", str(SAMPLE_CONFIG)], capsys)
+    assert code == 2
+    assert err == ("driftline: error: preview needs the Python package 'matplotlib': "
+                   "pip install 'driftline[preview]'\n")
 
 
 # ---- every query against a real Prometheus (a driftline-shaped exposition; the end-to-end test

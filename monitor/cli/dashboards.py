@@ -10,7 +10,6 @@ imported only when their command runs.
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import json
 import os
 from pathlib import Path
@@ -133,10 +132,13 @@ def preview(
 
 def _optional(module: str, what: str) -> ModuleType:
     """``module``, imported only now (it pulls in its client library), or a one-line failure
-    while it has not been written yet."""
-    if importlib.util.find_spec(module) is None:
-        raise fail(f"{what} is not available yet")
-    return importlib.import_module(module)
+    naming the extra to install when that library is missing."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        extra = "preview" if module.endswith("preview") else ""
+        hint = f"pip install 'driftline[{extra}]'" if extra else "pip install driftline"
+        raise fail(f"{what} needs the Python package {exc.name!r}: {hint}") from None
 
 
 def _load(config: str) -> Config:
