@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import ast
 import copy
+import http.server
 import json
 import re
 import shutil
 import subprocess
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -560,26 +563,7 @@ def exposition(n: int, now: float) -> str:
 
 @pytest.mark.slow
 def test_every_panel_query_returns_a_series_from_a_real_prometheus(sample, tmp_path, prometheus_factory):
-    import http.server
-    import threading
-    import time
-
-    scrapes = iter(range(1, 1_000_000))
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body = exposition(next(scrapes), time.time()).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/plain; version=0.0.4")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server = exposition_server()
     rules = tmp_path / "alerts.yml"
     rules.write_text(yaml.safe_dump({"groups": [{"name": "t", "rules": [
         {"alert": "DriftlineDatasetDrift", "expr": "max by (model) (driftline_dataset_drift) == 1"}]}]}))
@@ -598,3 +582,25 @@ def test_every_panel_query_returns_a_series_from_a_real_prometheus(sample, tmp_p
     finally:
         server.shutdown()
         server.server_close()
+
+
+def exposition_server() -> http.server.ThreadingHTTPServer:
+    """A started HTTP server answering every GET with the next :func:`exposition` (a
+    driftline-shaped /metrics page); shut it down and close it after use."""
+    scrapes = iter(range(1, 1_000_000))
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = exposition(next(scrapes), time.time()).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server

@@ -7,10 +7,8 @@ compared with the generated dashboard JSON, so the picture follows the panel def
 
 from __future__ import annotations
 
-import http.server
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +24,7 @@ from monitor.config import Config, load_config
 from monitor.errors import InputError, UnknownModel, UsageError
 from tests.conftest import SAMPLE
 from tests.servers import Prometheus, free_port, start_prometheus
-from tests.test_dashboards import add_model, all_panels, config_with, exposition
+from tests.test_dashboards import add_model, all_panels, config_with, exposition_server
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_CONFIG = SAMPLE / "driftline.yaml"
@@ -42,22 +40,7 @@ def config() -> Config:
 @pytest.fixture(scope="module")
 def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
     """A real Prometheus scraping a driftline-shaped /metrics page every second."""
-    scrapes = iter(range(1, 1_000_000))
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body = exposition(next(scrapes), time.time()).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/plain; version=0.0.4")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server = exposition_server()
     prom = None
     try:
         target = f"127.0.0.1:{server.server_address[1]}"
