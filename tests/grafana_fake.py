@@ -33,14 +33,14 @@ import copy
 import json
 import re
 import socket
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+
+from tests.http_fake import FakeHandler, FakeServer
 
 #: Top-level keys of Grafana's dashboard schema: what a save from the UI keeps.
 SCHEMA_KEYS = frozenset({
@@ -102,73 +102,18 @@ def _slug(title: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
 
 
-class FakeGrafana:
+class FakeGrafana(FakeServer):
     """The fake.  Use as a context manager; ``url`` is ``http://127.0.0.1:<port>``.  ``tokens``:
     bearer token -> (user name, role); the default is one Editor token, ``"t0ken"``."""
 
     def __init__(self, tokens: dict[str, tuple[str, str]] | None = None) -> None:
+        super().__init__()
         self.tokens = tokens if tokens is not None else {"t0ken": ("sa-driftline", "Editor")}
         self.requests: list[Request] = []
         self.folders: dict[str, dict[str, Any]] = {}
         self._dashboards: dict[str, _Dashboard] = {}
         self._faults: list[_Fault] = []
         self._next_id = 1
-        self._lock = threading.RLock()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-        self._connections: set[socket.socket] = set()
-        self.port = 0
-
-    # --- lifecycle -----------------------------------------------------------------------------
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> FakeGrafana:
-        fake = self
-
-        class Handler(_Handler):
-            grafana = fake
-
-        server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        server.daemon_threads = True
-        server.block_on_close = False
-        self._server = server
-        self.port = server.server_address[1]
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name=f"fake-grafana-{self.port}", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        server, self._server = self._server, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-        with self._lock:
-            connections, self._connections = set(self._connections), set()
-        for sock in connections:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def down(self) -> None:
-        """Close the port (connection refused); the state is kept."""
-        self.stop()
-
-    def up(self) -> None:
-        if self._server is None:
-            self.start()
-
-    def __enter__(self) -> FakeGrafana:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # --- test controls -------------------------------------------------------------------------
 
@@ -349,26 +294,8 @@ class FakeGrafana:
                 "version": version, "slug": _slug(title), "folderUid": folder_uid}
 
 
-class _Handler(BaseHTTPRequestHandler):
-    grafana: FakeGrafana
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True
-
-    def setup(self) -> None:
-        super().setup()
-        with self.grafana._lock:
-            self.grafana._connections.add(self.connection)
-
-    def finish(self) -> None:
-        with self.grafana._lock:
-            self.grafana._connections.discard(self.connection)
-        try:
-            super().finish()
-        except OSError:
-            pass
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
-        return None
+class _Handler(FakeHandler):
+    fake: FakeGrafana
 
     def _answer(self, code: int, body: Any) -> None:
         data = json.dumps(body).encode()
@@ -386,7 +313,7 @@ class _Handler(BaseHTTPRequestHandler):
             body = json.loads(raw) if raw else None
         except ValueError:
             body = None
-        grafana, method = self.grafana, self.command
+        grafana, method = self.fake, self.command
         with grafana._lock:
             grafana.requests.append(Request(method, path, body, dict(self.headers.items())))
         authorization = self.headers.get("Authorization") or ""
@@ -429,6 +356,10 @@ class _Handler(BaseHTTPRequestHandler):
         self._answer(code, answer)
 
     do_GET = do_POST = do_PUT = do_DELETE = _serve
+
+
+FakeGrafana.handler = _Handler  # the handler class reads the fake, so it is defined after it
+FakeGrafana.name = "fake-grafana"
 
 
 @pytest.fixture

@@ -38,15 +38,15 @@ import json
 import random
 import re
 import socket
-import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+
+from tests.http_fake import FakeHandler, FakeServer
 
 DRIFTLINE_USER = "system:serviceaccount:driftline:driftline-remediate"
 
@@ -320,78 +320,22 @@ _GENERATE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # k8s.io/apimachinery/pkg/ut
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
 
-class FakeKube:
+class FakeKube(FakeServer):
     """The fake API server.  Use as a context manager (or :meth:`start`/:meth:`stop`); ``url``
     is ``http://127.0.0.1:<port>``.  ``token``: when set, requests without ``Authorization:
     Bearer <token>`` get 401.  ``resources``: the kinds served (default :data:`DEFAULT_RESOURCES`)."""
 
     def __init__(self, *, token: str | None = None, resources: tuple[ResourceType, ...] = DEFAULT_RESOURCES,
                  now: Callable[[], datetime.datetime] | None = None, seed: int = 12) -> None:
+        super().__init__()
         self.token = token
         self.resources: list[ResourceType] = list(resources)
         self.requests: list[Request] = []
         self._objects: dict[tuple[str, str, str, str], dict[str, Any]] = {}  # (gv, plural, ns, name)
         self._faults: list[_Fault] = []
-        self._lock = threading.RLock()
         self._rv = 1000
         self._now = now or (lambda: datetime.datetime.now(datetime.UTC))
         self._rng = random.Random(seed)
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-        self._connections: set[socket.socket] = set()
-        self.port = 0
-
-    # --- lifecycle -----------------------------------------------------------------------------
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> FakeKube:
-        fake = self
-
-        class Handler(_Handler):
-            kube = fake
-
-        server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        server.daemon_threads = True
-        server.block_on_close = False
-        self._server = server
-        self.port = server.server_address[1]
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name=f"fake-kube-{self.port}", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        server, self._server = self._server, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-        with self._lock:
-            connections, self._connections = set(self._connections), set()
-        for sock in connections:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def down(self) -> None:
-        """Close the port (connection refused) and every open connection; state is kept."""
-        self.stop()
-
-    def up(self) -> None:
-        """Listen again on the same port."""
-        if self._server is None:
-            self.start()
-
-    def __enter__(self) -> FakeKube:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # --- test controls -------------------------------------------------------------------------
 
@@ -765,26 +709,8 @@ _FAULT_REASONS = {
 }
 
 
-class _Handler(BaseHTTPRequestHandler):
-    kube: FakeKube
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # headers and body go out in two writes: no 40 ms delayed-ACK stalls
-
-    def setup(self) -> None:
-        super().setup()
-        with self.kube._lock:
-            self.kube._connections.add(self.connection)
-
-    def finish(self) -> None:
-        with self.kube._lock:
-            self.kube._connections.discard(self.connection)
-        try:
-            super().finish()
-        except OSError:
-            pass
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
-        return None
+class _Handler(FakeHandler):
+    fake: FakeKube
 
     def _answer(self, code: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
         data = json.dumps(body).encode()
@@ -808,7 +734,7 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             body = None
         method = self.command
-        kube = self.kube
+        kube = self.fake
         with kube._lock:
             kube.requests.append(Request(method, path, query, content_type, body,
                                          self.headers.get("Authorization")))
@@ -851,6 +777,10 @@ class _Handler(BaseHTTPRequestHandler):
         self._answer(code, answer)
 
     do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _serve
+
+
+FakeKube.handler = _Handler  # the handler class reads the fake, so it is defined after it
+FakeKube.name = "fake-kube"
 
 
 @pytest.fixture
