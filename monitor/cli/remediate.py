@@ -8,8 +8,7 @@ from typing import Annotated
 
 import typer
 
-from monitor.cli.common import fail
-from monitor.cli.serve import _listen
+from monitor.cli.common import fail, listen
 
 
 def remediate(
@@ -50,7 +49,7 @@ def remediate(
         except ActionFailed as exc:
             raise fail(f"no Kubernetes cluster: {exc.reason} (give --no-cluster to run without one)") \
                 from None
-    sock = _listen(host, port)
+    sock = listen(host, port)
     remediator = Remediator(settings, cluster, templates=templates,
                             audit=Audit(settings.remediate.audit_size),
                             metrics=ReceiverMetrics(tuple(settings.model_names())),

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import errno
-import socket
 from collections.abc import Callable
 from typing import Annotated
 
 import typer
 
-from monitor.cli.common import fail
+from monitor.cli.common import fail, listen
 
 
 def serve(
@@ -39,7 +37,7 @@ def serve(
     service = Service.from_config(config)
     # the port first: a second serve on a taken port fails here, before it joins the
     # consumer group (which would take partitions from the running one)
-    sock = _listen(host, port)
+    sock = listen(host, port)
     app_ = create_app(service, make_registry(service.status))
     server = uvicorn.Server(uvicorn.Config(app_, host=host, port=port, log_level="warning",
                                            access_log=False, lifespan="off"))
@@ -62,28 +60,6 @@ def serve(
         service.stop()
     if service.failure is not None:
         raise fail(f"the consumer stopped: {service.failure}")
-
-
-def _listen(host: str, port: int) -> socket.socket:
-    """A socket listening on ``host:port`` for the API; PortInUse when it is taken."""
-    from monitor.errors import PortInUse
-
-    try:
-        family, kind, proto, _, address = socket.getaddrinfo(
-            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
-    except socket.gaierror as exc:
-        raise fail(f"--host {host!r} cannot be resolved: {exc.strerror}") from None
-    sock = socket.socket(family, kind, proto)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
-    try:
-        sock.bind(address)
-        sock.listen(2048)
-    except OSError as exc:
-        sock.close()
-        if exc.errno == errno.EADDRINUSE:
-            raise PortInUse(host, port) from None
-        raise fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-    return sock
 
 
 def _watch(service: object, server: object) -> Callable[[], None]:
