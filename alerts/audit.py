@@ -24,12 +24,10 @@ from typing import Any
 
 import msgspec
 
-from alerts.types import Decision, PastAction
+from alerts.types import TAKEN, Decision, PastAction
 
 log = logging.getLogger("driftline.remediate.audit")
 
-#: Outcomes that stand for an action taken or about to be (what dedupe and cooldown count).
-_TAKEN = ("acted", "dry_run", "pending")
 
 
 def to_dict(decision: Decision) -> dict[str, Any]:
@@ -67,7 +65,7 @@ class Audit:
         """Keep ``decision`` and log it as one JSON line."""
         with self._lock:
             self._trail.append(decision)
-            if decision.outcome in _TAKEN:
+            if decision.outcome in TAKEN:
                 self._taken.pop(decision.id, None)
                 self._taken[decision.id] = decision
                 while len(self._taken) > self._size:

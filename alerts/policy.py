@@ -47,6 +47,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from alerts.types import (
+    TAKEN,
     TRIGGERS,
     ActionName,
     Alert,
@@ -62,8 +63,6 @@ from monitor.errors import UnknownModel
 #: The window of the global rate limit, in seconds.
 RATE_WINDOW = 3600.0
 
-#: Outcomes that count as "done" for dedupe and cooldown (a pending one is claimed).
-_CLAIMING: frozenset[Outcome] = frozenset({"acted", "dry_run", "pending"})
 #: Outcomes that count against the global rate limit.
 _RATED: frozenset[Outcome] = frozenset({"acted", "dry_run"})
 
@@ -175,12 +174,12 @@ def _safety(alert: Alert, model: ModelConfig, action: ActionName, config: Config
     ``action`` back, or None."""
     assert model.actions is not None
     mine = [p for p in past if p.model == model.name and p.action == action]
-    if any(p.alert_key == alert.key and p.outcome in _CLAIMING for p in mine):
+    if any(p.alert_key == alert.key and p.outcome in TAKEN for p in mine):
         return "duplicate"
     if action == "retrain" and any(p.running for p in mine):
         return "retrain-running"
     cooldown = model.actions.cooldown
-    if any(p.outcome in _CLAIMING and now - p.at < cooldown for p in mine):
+    if any(p.outcome in TAKEN and now - p.at < cooldown for p in mine):
         return "cooldown"
     recent = sum(1 for p in past if p.outcome in _RATED and now - p.at < RATE_WINDOW)
     if recent >= config.remediate.max_actions_per_hour:

@@ -42,15 +42,13 @@ from alerts.cluster import ActionFailed, Claimed, Cluster, Retrain
 from alerts.manifests import retrain_name
 from alerts.metrics import ReceiverMetrics
 from alerts.monitor_api import WindowContext
-from alerts.types import TRIGGERS, Alert, ClusterView, Decision, PastAction
+from alerts.types import TAKEN, TRIGGERS, Alert, ClusterView, Decision, PastAction
 from monitor.config import ActionSet, Config, ModelConfig, ObjectRef
 from monitor.errors import InputError
 
 log = logging.getLogger(__name__)
 
 
-#: Outcomes of decisions that act, or would in a dry run, or wait for approval.
-_WOULD_ACT = ("acted", "dry_run", "pending")
 
 
 class UnknownDecision(LookupError):
@@ -118,7 +116,7 @@ class Remediator:
             remembered = ClusterView(self.audit.memory())
             decisions = policy.decide(alerts, self.config, remembered, now)
             trouble = None
-            if any(d.outcome in _WOULD_ACT for d in decisions):
+            if any(d.outcome in TAKEN for d in decisions):
                 view, trouble = self._observe(alerts)
                 decisions = policy.decide(alerts, self.config, view, now)
             done = [self._carry_out(d, alerts, trouble) for d in decisions]

@@ -27,6 +27,9 @@ from typing import Literal
 
 Outcome = Literal["acted", "dry_run", "pending", "skipped", "ignored", "failed"]
 OUTCOMES: tuple[Outcome, ...] = ("acted", "dry_run", "pending", "skipped", "ignored", "failed")
+#: Outcomes that stand for an action taken, or about to be (dry run, awaiting approval): what
+#: dedupe and cooldown count, what the receiver remembers, and what makes it read the cluster.
+TAKEN: frozenset[Outcome] = frozenset({"acted", "dry_run", "pending"})
 
 #: What a model's config can ask for; "notify" means no cluster action.
 ActionName = Literal["retrain", "rollback", "notify"]
