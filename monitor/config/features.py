@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from pydantic import Field
+
 from monitor.config.durations import _is_number
 from monitor.config.fields import (
     _NON_NEGATIVE_METRICS,
@@ -81,10 +83,18 @@ class FeatureSpec(_Strict):
     omitted; ``threshold`` then needs an explicit test.  ``boolean`` features
     are tested as categorical."""
 
-    type: FeatureTypeField
-    test: TestName | None = None
-    threshold: StrictFloat | None = None
-    max_categories: PositiveInt | None = None
+    type: FeatureTypeField = Field(
+        description="The feature's data type; boolean features are tested as categorical.")
+    test: TestName | None = Field(
+        default=None, description="Drift test by name: a registered test that supports the feature's type; "
+        "unset: chosen from the data (see \"Automatic test choice\").")
+    threshold: StrictFloat | None = Field(
+        default=None, description="What the test is compared against: a p-value (0 to 1) for p-value tests, "
+        "a distance (above 0) for distance tests; needs an explicit test; unset: alpha, or the "
+        "distance test's default.")
+    max_categories: PositiveInt | None = Field(
+        default=None, description="Categories kept for this feature (categorical features only); "
+        "unset: the profile's max_categories.")
 
     @classmethod
     def _cross_checks(cls, raw: Mapping[str, Any]) -> Iterator[tuple[Loc, str]]:
@@ -100,10 +110,18 @@ class FeatureSpec(_Strict):
 class PredictionSpec(_Strict):
     """The model's output column, monitored for drift like a feature."""
 
-    name: NonEmptyStr
-    type: PredictionTypeField
-    test: TestName | None = None
-    threshold: StrictFloat | None = None
+    name: NonEmptyStr = Field(
+        description="The prediction's name among the events' outputs (and the reference's column).")
+    type: PredictionTypeField = Field(
+        description="The prediction's data type; a regression model's is numerical.")
+    test: TestName | None = Field(
+        default=None,
+        description="Drift test by name: a registered test that supports the prediction's type; "
+        "unset: chosen from the data (see \"Automatic test choice\").")
+    threshold: StrictFloat | None = Field(
+        default=None, description="What the test is compared against: a p-value (0 to 1) for p-value tests, "
+        "a distance (above 0) for distance tests; needs an explicit test; unset: alpha, or the "
+        "distance test's default.")
 
     @classmethod
     def _cross_checks(cls, raw: Mapping[str, Any]) -> Iterator[tuple[Loc, str]]:
@@ -117,8 +135,9 @@ class PredictionSpec(_Strict):
 class TargetSpec(_Strict):
     """The ground-truth label column (arriving on the labels topic) and the task."""
 
-    name: NonEmptyStr
-    task: TaskField
+    name: NonEmptyStr = Field(
+        description="The label's name in label events (and the reference's column).")
+    task: TaskField = Field(description="The model's task, which decides the metrics that fit it.")
 
     @property
     def classification(self) -> bool:
@@ -128,8 +147,11 @@ class TargetSpec(_Strict):
 class MetricBounds(_Strict):
     """A performance metric's acceptable range; at least one of min / max."""
 
-    min: StrictFloat | None = None
-    max: StrictFloat | None = None
+    min: StrictFloat | None = Field(
+        default=None, description="Lowest acceptable value; below it DriftlinePerformanceBelowMin fires.")
+    max: StrictFloat | None = Field(
+        default=None, description="Highest acceptable value (error metrics such as mae); above it "
+        "DriftlinePerformanceBelowMin fires.")
 
     @classmethod
     def _cross_checks(cls, raw: Mapping[str, Any]) -> Iterator[tuple[Loc, str]]:
@@ -148,16 +170,26 @@ class MetricBounds(_Strict):
 class PerformanceSpec(_Strict):
     """Performance thresholds by metric name."""
 
-    accuracy: MetricBounds | None = None
-    precision: MetricBounds | None = None
-    recall: MetricBounds | None = None
-    f1: MetricBounds | None = None
-    roc_auc: MetricBounds | None = None
-    log_loss: MetricBounds | None = None
-    mae: MetricBounds | None = None
-    rmse: MetricBounds | None = None
-    mape: MetricBounds | None = None
-    r2: MetricBounds | None = None
+    accuracy: MetricBounds | None = Field(
+        default=None, description="Bounds of the accuracy (classification, 0 to 1).")
+    precision: MetricBounds | None = Field(
+        default=None, description="Bounds of the precision (classification, 0 to 1).")
+    recall: MetricBounds | None = Field(
+        default=None, description="Bounds of the recall (classification, 0 to 1).")
+    f1: MetricBounds | None = Field(
+        default=None, description="Bounds of the F1 score (classification, 0 to 1).")
+    roc_auc: MetricBounds | None = Field(
+        default=None, description="Bounds of the ROC AUC (classification, 0 to 1).")
+    log_loss: MetricBounds | None = Field(
+        default=None, description="Bounds of the log loss (classification, at least 0).")
+    mae: MetricBounds | None = Field(
+        default=None, description="Bounds of the mean absolute error (regression, at least 0).")
+    rmse: MetricBounds | None = Field(
+        default=None, description="Bounds of the root mean squared error (regression, at least 0).")
+    mape: MetricBounds | None = Field(
+        default=None, description="Bounds of the mean absolute percentage error (regression, at least 0).")
+    r2: MetricBounds | None = Field(
+        default=None, description="Bounds of the coefficient of determination R² (regression, at most 1).")
 
     @classmethod
     def _cross_checks(cls, raw: Mapping[str, Any]) -> Iterator[tuple[Loc, str]]:

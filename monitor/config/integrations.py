@@ -49,9 +49,12 @@ def _check_alert_names(overrides: dict[str, Any]) -> dict[str, Any]:
 class AlertOverride(_Strict):
     """One alert's own ``for``, ``severity``, or ``enabled: false`` to leave it out."""
 
-    for_: Duration | None = Field(default=None, alias="for")
-    severity: SeverityField | None = None
-    enabled: StrictBool = True
+    for_: Duration | None = Field(
+        default=None, alias="for", description="This alert's own for; unset: the model's alerts.for.")
+    severity: SeverityField | None = Field(
+        default=None, description="This alert's own severity; unset: the model's alerts.severity.")
+    enabled: StrictBool = Field(
+        default=True, description="false leaves the alert out of the rules `driftline rules` writes.")
 
 
 class AlertsConfig(_Strict):
@@ -63,14 +66,25 @@ class AlertsConfig(_Strict):
     a time window, one hour for a count window); ``max_consumer_lag``: messages behind
     before ``DriftlineConsumerLagHigh``; ``overrides``: per-alert ``for``/``severity``."""
 
-    for_: Duration = Field(default=0.0, alias="for")
-    severity: SeverityField = "warning"
-    consecutive_windows: Annotated[int, Field(ge=1, le=1000), Strict()] = 3
-    stale_after: PositiveDuration | None = None
-    stale_windows: Annotated[int, Field(ge=1, le=1000), Strict()] = 3
-    max_consumer_lag: PositiveInt = 10_000
+    for_: Duration = Field(
+        default=0.0, alias="for",
+        description="How long a condition must hold before its alert fires (the rules' for).")
+    severity: SeverityField = Field(default="warning", description="The alerts' severity label.")
+    consecutive_windows: Annotated[int, Field(ge=1, le=1000), Strict()] = Field(
+        default=3, description="Drifted windows in a row before a drift alert may fire (each window is a "
+        "fresh test at alpha, so one drifted window alone is often chance).")
+    stale_after: PositiveDuration | None = Field(
+        default=None, description="How long without an evaluated window before DriftlineEvaluationStale "
+        "fires; unset: stale_windows window durations for a time window, 1h for a count window.")
+    stale_windows: Annotated[int, Field(ge=1, le=1000), Strict()] = Field(
+        default=3, description="Windows without an evaluation before DriftlineEvaluationStale fires, when "
+        "stale_after is unset and the window is a time window.")
+    max_consumer_lag: PositiveInt = Field(
+        default=10_000, description="Messages behind before DriftlineConsumerLagHigh fires.")
     overrides: Annotated[dict[str, AlertOverride], AfterValidator(_check_alert_names)] = Field(
-        default_factory=dict)
+        default_factory=dict,
+        description="Per alert, by its name (e.g. DriftlineConsumerLagHigh): its own for, "
+        "severity, or enabled: false.")
 
     def for_of(self, alert: str) -> float:
         override = self.overrides.get(alert)
@@ -89,8 +103,11 @@ class RetrainAction(_Strict):
     """Create the object in ``job_template`` (a ``batch/v1`` Job, an Argo Workflow, a
     Kubeflow PipelineRun, a PyTorchJob, ...: any kind, through the dynamic client)."""
 
-    job_template: ResolvedPath
-    namespace: Namespace | None = None
+    job_template: ResolvedPath = Field(
+        description="YAML of the object to create (a Job, an Argo Workflow, a PipelineRun, ...: "
+        "any kind); relative to the config file.")
+    namespace: Namespace | None = Field(
+        default=None, description="Namespace to create it in; unset: remediate.namespace.")
 
 
 #: Which objects a rollback (or the action lock) can name: config key -> Kubernetes kind.
@@ -105,10 +122,15 @@ class ObjectRef(_Strict):
     """A model's serving object: exactly one of ``deployment``, ``inference_service``
     or ``rollout`` (its name), and its ``namespace``."""
 
-    deployment: DeploymentName | None = None
-    inference_service: DeploymentName | None = None
-    rollout: DeploymentName | None = None
-    namespace: Namespace | None = None
+    deployment: DeploymentName | None = Field(
+        default=None, description="A Deployment's name (a rollback undoes its last rollout, as "
+        "`kubectl rollout undo` does).")
+    inference_service: DeploymentName | None = Field(
+        default=None, description="A KServe InferenceService's name (a rollback sets its canary to 0 %).")
+    rollout: DeploymentName | None = Field(
+        default=None, description="An Argo Rollout's name (a rollback aborts it).")
+    namespace: Namespace | None = Field(
+        default=None, description="The object's namespace; unset: remediate.namespace.")
 
     @classmethod
     def _cross_checks(cls, raw: Mapping[str, Any]) -> Iterator[tuple[Loc, str]]:
@@ -132,8 +154,10 @@ class RollbackAction(ObjectRef):
 
 
 class ActionSet(_Strict):
-    retrain: RetrainAction | None = None
-    rollback: RollbackAction | None = None
+    retrain: RetrainAction | None = Field(
+        default=None, description="Create an object (a retraining Job, ...) from a template.")
+    rollback: RollbackAction | None = Field(
+        default=None, description="Roll the serving object back (exactly one of its three kinds).")
 
     @classmethod
     def _cross_checks(cls, raw: Mapping[str, Any]) -> Iterator[tuple[Loc, str]]:
@@ -149,12 +173,21 @@ class ActionsConfig(_Strict):
     action (annotation ``driftline.io/last-action``, written with a resourceVersion
     precondition so two receivers never both act); by default the rollback's object."""
 
-    on_drift: ActionSet | None = None
-    on_performance_drop: ActionSet | None = None
-    cooldown: Duration = 3600.0
-    dry_run: StrictBool = True
-    approval: Literal["auto", "manual"] = "auto"
-    target: ObjectRef | None = None
+    on_drift: ActionSet | None = Field(
+        default=None, description="What to do when a drift alert (dataset or feature) fires.")
+    on_performance_drop: ActionSet | None = Field(
+        default=None,
+        description="What to do when the performance alert fires; needs performance thresholds.")
+    cooldown: Duration = Field(
+        default=3600.0, description="Least time between two actions of one kind for the model.")
+    dry_run: StrictBool = Field(
+        default=True, description="Only record the decisions (GET /actions), change nothing; false to act.")
+    approval: Literal["auto", "manual"] = Field(
+        default="auto", description="auto acts at once; manual holds each decision as pending in /actions "
+        "until it is approved.")
+    target: ObjectRef | None = Field(
+        default=None, description="The model's serving object, which carries the driftline.io/last-action "
+        "annotation (so two receivers never both act); unset: the rollback's object.")
 
     def lock_target(self) -> ObjectRef | None:
         """Where the last action is recorded: ``target``, else a configured rollback's object."""
@@ -170,10 +203,14 @@ class LinksConfig(_Strict):
     """Base URLs put into alert annotations (and dashboards): Grafana, the monitor's
     API (``/models/{m}/report``) and the runbook."""
 
-    grafana_url: Annotated[str, Field(min_length=1)] = "http://localhost:3000"
-    monitor_url: Annotated[str, Field(min_length=1)] = "http://localhost:8000"
-    runbook_url: Annotated[str, Field(min_length=1)] = (
-        "https://github.com/driftline/driftline/blob/main/README.md#runbook")
+    grafana_url: Annotated[str, Field(min_length=1)] = Field(
+        default="http://localhost:3000", description="Grafana's base URL, for the dashboard links in alerts.")
+    monitor_url: Annotated[str, Field(min_length=1)] = Field(
+        default="http://localhost:8000",
+        description="The monitor API's base URL, for the report links (/models/{m}/report) in alerts.")
+    runbook_url: Annotated[str, Field(min_length=1)] = Field(
+        default="https://github.com/driftline/driftline/blob/main/README.md#runbook",
+        description="The runbook's URL, put into every alert's annotations.")
 
 
 class RemediateConfig(_Strict):
@@ -183,36 +220,55 @@ class RemediateConfig(_Strict):
     by actions that name none; ``max_body_bytes`` bounds a webhook body; ``audit_size``
     is how many decisions ``GET /actions`` keeps."""
 
-    token_file: ResolvedPath | None = None
-    namespace: Namespace = "default"
-    max_actions_per_hour: PositiveInt = 20
-    max_body_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024), Strict()] = 1_048_576
-    audit_size: Annotated[int, Field(ge=1, le=1_000_000), Strict()] = 10_000
+    token_file: ResolvedPath | None = Field(
+        default=None, description="File holding the bearer token Alertmanager sends (or set "
+        "DRIFTLINE_REMEDIATE_TOKEN_FILE); relative to the config file.")
+    namespace: Namespace = Field(default="default", description="Namespace for actions that name none.")
+    max_actions_per_hour: PositiveInt = Field(
+        default=20, description="Actions carried out per hour at most, across every model.")
+    max_body_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024), Strict()] = Field(
+        default=1_048_576, description="Largest webhook body accepted, in bytes.")
+    audit_size: Annotated[int, Field(ge=1, le=1_000_000), Strict()] = Field(
+        default=10_000, description="Decisions kept for GET /actions.")
 
 
 class KafkaTopics(_Strict):
-    predictions: Topic = "driftline.predictions"
-    labels: Topic = "driftline.labels"
-    dlq: Topic = "driftline.dlq"
-    state: Topic = "driftline.state"
+    predictions: Topic = Field(
+        default="driftline.predictions", description="Prediction events, keyed by model name.")
+    labels: Topic = Field(
+        default="driftline.labels",
+        description="Ground-truth labels, keyed by model name (POST /labels writes here).")
+    dlq: Topic = Field(
+        default="driftline.dlq",
+        description="Messages that break the wire contract, unchanged, with the reason "
+        "in headers.")
+    state: Topic = Field(
+        default="driftline.state", description="The service's checkpoints and uploaded reference profiles "
+        "(compacted).")
 
 
 class KafkaConfig(_Strict):
-    bootstrap_servers: Annotated[str, AfterValidator(_check_bootstrap)] = "localhost:9092"
-    topics: KafkaTopics = KafkaTopics()
-    group_id: NonEmptyStr = "driftline"
-    #: partitions of the topics driftline creates when they do not exist yet;
-    #: predictions and labels need the same count (a model's two streams meet
-    #: on one replica by partition number)
-    partitions: Annotated[int, Field(ge=1, le=10_000)] = 4
+    bootstrap_servers: Annotated[str, AfterValidator(_check_bootstrap)] = Field(
+        default="localhost:9092", description="The brokers, as host:port (comma-separate several).")
+    topics: KafkaTopics = Field(default=KafkaTopics(), description="The four topics' names.")
+    group_id: NonEmptyStr = Field(
+        default="driftline",
+        description="The consumer group `driftline serve` joins; it also keys the checkpoints.")
+    partitions: Annotated[int, Field(ge=1, le=10_000)] = Field(
+        default=4, description="Partitions of each topic driftline creates when it is missing; predictions "
+        "and labels need the same count (a model's two streams meet on one replica).")
 
 
 class LabelJoinConfig(_Strict):
     """How long predictions wait for their label, and how many wait at most
     per model; older or surplus predictions are evicted and counted."""
 
-    ttl: PositiveDuration = 7 * 86400.0
-    max_pending: PositiveInt = 100_000
+    ttl: PositiveDuration = Field(
+        default=7 * 86400.0, description="How long, in event time, a prediction or a label waits for the "
+        "other; older ones are evicted and counted.")
+    max_pending: PositiveInt = Field(
+        default=100_000, description="Predictions (and labels) waiting at most per model; surplus ones are "
+        "evicted and counted.")
 
 
 class ServiceConfig(_Strict):
@@ -220,11 +276,14 @@ class ServiceConfig(_Strict):
     how often state is checkpointed, the largest message accepted and the
     label join."""
 
-    history: Annotated[int, Field(ge=1, le=10_000)] = 50
-    checkpoint_interval: PositiveDuration = 10.0
-    #: how long a stop (SIGTERM) may take to write the last checkpoint and leave the
-    #: group; past it the process exits non-zero and a restart replays from the last
-    #: checkpoint.  Below Kubernetes' default terminationGracePeriodSeconds (30 s).
-    shutdown_grace: PositiveDuration = 20.0
-    max_message_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 1_048_576
-    label_join: LabelJoinConfig = LabelJoinConfig()
+    history: Annotated[int, Field(ge=1, le=10_000)] = Field(
+        default=50, description="Reports kept per model (GET /models/{m}/history).")
+    checkpoint_interval: PositiveDuration = Field(
+        default=10.0, description="How often each model's state is checkpointed to the state topic.")
+    shutdown_grace: PositiveDuration = Field(
+        default=20.0, description="How long a stop (SIGTERM) may take to write the last checkpoint and leave "
+        "the group; keep it below the pod's terminationGracePeriodSeconds.")
+    max_message_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = Field(
+        default=1_048_576, description="Largest message taken; larger ones go to the DLQ as 'oversize'.")
+    label_join: LabelJoinConfig = Field(
+        default=LabelJoinConfig(), description="How predictions wait for their labels.")

@@ -44,12 +44,21 @@ from monitor.errors import UnknownModel
 class DefaultsConfig(_Strict):
     """Settings every model inherits unless it overrides them."""
 
-    window: WindowSpec = WindowSpec(size=1000)
-    alpha: Alpha = 0.05
-    correction: CorrectionField = "bh"
-    dataset_drift: DatasetDriftRule = DatasetDriftRule()
-    materiality: Materiality = Materiality()
-    profile: ProfileSettings = ProfileSettings()
+    window: WindowSpec = Field(
+        default=WindowSpec(size=1000), description="The window drift is tested on: {size: N} events, or "
+        "{duration: 5m} of event time; add slide: for sliding windows.")
+    alpha: Alpha = Field(default=0.05, description="Significance level of the p-value tests.")
+    correction: CorrectionField = Field(
+        default="bh", description="Multiple-testing correction across a model's features (bh: "
+        "Benjamini-Hochberg).")
+    dataset_drift: DatasetDriftRule = Field(
+        default=DatasetDriftRule(), description="When the dataset counts as drifted: `any` drifted feature, "
+        "or {share: 0.3} of them.")
+    materiality: Materiality = Field(
+        default=Materiality(),
+        description="Effect-size floors below which a significant change is not drift.")
+    profile: ProfileSettings = Field(
+        default=ProfileSettings(), description="How reference and window profiles are built.")
 
 
 class EffectiveModelSettings(_Strict):
@@ -77,21 +86,39 @@ class ModelConfig(_Strict):
     """One monitored model.  ``window`` ... ``profile`` are optional overrides
     of ``defaults``; read the merged values from :meth:`Config.effective`."""
 
-    name: ModelName
-    version: Version | None = None
-    reference: ResolvedPath
-    window: WindowSpec | None = None
-    alpha: Alpha | None = None
-    correction: CorrectionField | None = None
-    dataset_drift: DatasetDriftRule | None = None
-    materiality: Materiality | None = None
-    profile: ProfileSettings | None = None
-    features: Annotated[dict[NonEmptyStr, FeatureSpec], Field(min_length=1)]
-    prediction: PredictionSpec | None = None
-    target: TargetSpec | None = None
-    performance: PerformanceSpec | None = None
-    alerts: AlertsConfig = AlertsConfig()
-    actions: ActionsConfig | None = None
+    name: ModelName = Field(
+        description="The model's name: lowercase letters, digits, '-', '_' and '.', at most 63 "
+        "characters, unique (a label value in metrics).")
+    version: Version | None = Field(default=None, description="The model's version, a string (quote it).")
+    reference: ResolvedPath = Field(
+        description="The reference data: CSV, Parquet or a saved profile; relative to the config file.")
+    window: WindowSpec | None = Field(
+        default=None,
+        description="This model's own window; unset: defaults.window.")
+    alpha: Alpha | None = Field(default=None, description="This model's own alpha; unset: defaults.alpha.")
+    correction: CorrectionField | None = Field(
+        default=None, description="This model's own correction; unset: defaults.correction.")
+    dataset_drift: DatasetDriftRule | None = Field(
+        default=None, description="This model's own dataset_drift; unset: defaults.dataset_drift.")
+    materiality: Materiality | None = Field(
+        default=None, description="This model's own materiality floors, merged key by key into "
+        "defaults.materiality.")
+    profile: ProfileSettings | None = Field(
+        default=None,
+        description="This model's own profile settings, merged key by key into defaults.profile.")
+    features: Annotated[dict[NonEmptyStr, FeatureSpec], Field(min_length=1)] = Field(
+        description="The monitored input features, by name.")
+    prediction: PredictionSpec | None = Field(
+        default=None, description="The model's output, monitored for drift like a feature.")
+    target: TargetSpec | None = Field(
+        default=None, description="The ground-truth label (from the labels topic) and the task.")
+    performance: PerformanceSpec | None = Field(
+        default=None, description="Performance bounds by metric, over predictions joined with labels; "
+        "needs prediction and target.")
+    alerts: AlertsConfig = Field(
+        default=AlertsConfig(), description="Prometheus alerting (see \"Alerts and remediation\").")
+    actions: ActionsConfig | None = Field(
+        default=None, description="Automated remediation, carried out by `driftline remediate`; unset: none.")
 
     @classmethod
     def _cross_checks(cls, raw: Mapping[str, Any]) -> Iterator[tuple[Loc, str]]:
@@ -146,12 +173,17 @@ class ModelConfig(_Strict):
 class Config(_Strict):
     """driftline's whole configuration file."""
 
-    kafka: KafkaConfig = KafkaConfig()
-    service: ServiceConfig = ServiceConfig()
-    links: LinksConfig = LinksConfig()
-    remediate: RemediateConfig = RemediateConfig()
-    defaults: DefaultsConfig = DefaultsConfig()
-    models: Annotated[list[ModelConfig], Field(min_length=1)]
+    kafka: KafkaConfig = Field(
+        default=KafkaConfig(), description="The Kafka connection `driftline serve` reads from.")
+    service: ServiceConfig = Field(
+        default=ServiceConfig(), description="The streaming service, `driftline serve`.")
+    links: LinksConfig = Field(default=LinksConfig(), description="Base URLs put into alert annotations.")
+    remediate: RemediateConfig = Field(
+        default=RemediateConfig(), description="The Alertmanager receiver, `driftline remediate`.")
+    defaults: DefaultsConfig = Field(
+        default=DefaultsConfig(), description="Settings every model inherits unless it sets its own.")
+    models: Annotated[list[ModelConfig], Field(min_length=1)] = Field(
+        description="The monitored models, at least one.")
 
     _source: Path | None = PrivateAttr(default=None)
 

@@ -23,9 +23,13 @@ class WindowSpec(_Strict):
     """A count window (``size`` events) or a time window (``duration``
     seconds); sliding every ``slide`` events/seconds, tumbling without it."""
 
-    size: PositiveInt | None = None
-    duration: PositiveDuration | None = None
-    slide: Slide | None = None
+    size: PositiveInt | None = Field(
+        default=None, description="Events per window: a count window (give this or duration).")
+    duration: PositiveDuration | None = Field(
+        default=None, description="Length of a time window, in event time (give this or size).")
+    slide: Slide | None = Field(
+        default=None, description="Events (count window) or time (time window) between window starts, "
+        "smaller than the window; unset: tumbling windows.")
 
     @classmethod
     def _cross_checks(cls, raw: Mapping[str, Any]) -> Iterator[tuple[Loc, str]]:
@@ -90,7 +94,9 @@ class DatasetDriftRule(_Strict):
     None), or at least ``share`` of the features.  YAML: ``any`` or
     ``{share: 0.3}``."""
 
-    share: Annotated[float, Strict(), Field(gt=0, le=1)] | None = None
+    share: Annotated[float, Strict(), Field(gt=0, le=1)] | None = Field(
+        default=None, description="Least share of the features that must drift for the dataset to count "
+        "as drifted; unset (YAML `any`): any one drifted feature.")
 
     @model_validator(mode="before")
     @classmethod
@@ -121,9 +127,15 @@ class Materiality(_Strict):
     not reported as drift: normed Wasserstein distance (numerical), total
     variation distance (categorical) and absolute change in missing share."""
 
-    numerical: Annotated[float, Strict(), Field(ge=0, allow_inf_nan=False)] = 0.1
-    categorical: Probability = 0.05
-    missing_share: Probability = 0.01
+    numerical: Annotated[float, Strict(), Field(ge=0, allow_inf_nan=False)] = Field(
+        default=0.1, description="Least normed Wasserstein distance for a significant change of a "
+        "numerical feature to count as drift.")
+    categorical: Probability = Field(
+        default=0.05, description="Least total variation distance for a significant change of a "
+        "categorical feature to count as drift.")
+    missing_share: Probability = Field(
+        default=0.01,
+        description="Least absolute change in the share of missing values that counts as drift.")
 
 
 class ProfileSettings(_Strict):
@@ -131,6 +143,11 @@ class ProfileSettings(_Strict):
     ``exact_cap`` then switch to a KLL sketch of parameter ``sketch_k``; keep
     at most ``max_categories`` categories per feature (the rest pool as other)."""
 
-    exact_cap: Annotated[int, Strict(), Field(ge=0)] = 100_000
-    sketch_k: Annotated[int, Strict(), Field(ge=8, le=65535)] = 1024
-    max_categories: PositiveInt = 200
+    exact_cap: Annotated[int, Strict(), Field(ge=0)] = Field(
+        default=100_000, description="Values of a numerical feature kept exactly before the profile "
+        "switches to a KLL sketch.")
+    sketch_k: Annotated[int, Strict(), Field(ge=8, le=65535)] = Field(
+        default=1024,
+        description="The KLL sketch's parameter k: larger is more accurate and takes more memory.")
+    max_categories: PositiveInt = Field(
+        default=200, description="Categories kept per categorical feature; the rarer ones pool as 'other'.")
