@@ -27,7 +27,9 @@ class ReceiverMetrics:
         self._models = set(models)
         self.actions = Counter(
             "driftline_actions_total",
-            "Remediation decisions, by outcome: acted, dry_run, pending, skipped, ignored, failed.",
+            "Remediation decisions, by outcome: acted, dry_run, pending, skipped, ignored, failed "
+            "(action none when the alert named no usable model; model empty when it is not "
+            "configured).",
             ["model", "action", "outcome"], registry=self.registry)
         self.last_action = Gauge(
             "driftline_action_last_timestamp_seconds",

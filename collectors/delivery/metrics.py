@@ -42,6 +42,15 @@ from monitor.runtime import exposition
 
 DROP_REASONS: Final = ("queue_full", "oversize", "sampled_out", "skipped", "unparseable", "overload",
                        "shutdown")
+_DROP_MEANINGS: Final = {
+    "queue_full": "the delivery queue was full: broker down or slow",
+    "oversize": "larger than one message, or a payload over --max-payload-bytes",
+    "sampled_out": "left out by --sample-rate",
+    "skipped": "the request said X-Driftline-Skip: 1",
+    "unparseable": "the payload could not be read as events",
+    "overload": "the collector was over its --max-cpu budget",
+    "shutdown": "still queued when the collector stopped",
+}
 STATUS_CLASSES: Final = ("1xx", "2xx", "3xx", "4xx", "5xx", "error")
 DELIVERY_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 PROXY_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -64,15 +73,21 @@ class CollectorMetrics:
     def __init__(self, models: Iterable[str] = ()) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self._captured = Counter("driftline_collector_events_captured",
-                                 "Events handed to the delivery queue.", ["model"], registry=r)
-        self._sent = Counter("driftline_collector_events_sent", "Events acknowledged by the broker.",
-                             ["model"], registry=r)
-        self._dropped = Counter("driftline_collector_events_dropped",
-                                "Events dropped on purpose, by reason (" + ", ".join(DROP_REASONS) + ").",
-                                ["model", "reason"], registry=r)
-        self._failed = Counter("driftline_collector_events_failed",
-                               "Events handed to the sender that were not delivered.", ["model"], registry=r)
+        self._captured = Counter(
+            "driftline_collector_events_captured",
+            "Events handed to the delivery queue; once the queue is empty, captured = sent + failed + "
+            "dropped (reasons queue_full, oversize and shutdown).", ["model"], registry=r)
+        self._sent = Counter("driftline_collector_events_sent",
+                             "Events acknowledged by the broker (acks=all).", ["model"], registry=r)
+        self._dropped = Counter(
+            "driftline_collector_events_dropped",
+            "Events dropped on purpose, by reason: "
+            + ", ".join(f"{reason} ({_DROP_MEANINGS[reason]})" for reason in DROP_REASONS) + ".",
+            ["model", "reason"], registry=r)
+        self._failed = Counter(
+            "driftline_collector_events_failed",
+            "Events handed to the sender that were not delivered (no retries: at most once).",
+            ["model"], registry=r)
         self._queue_depth = Gauge("driftline_collector_queue_depth", "Events waiting in the delivery queue.",
                                   ["model"], registry=r)
         self._delivery_latency = Histogram(
@@ -81,7 +96,8 @@ class CollectorMetrics:
             ["model"], buckets=DELIVERY_BUCKETS, registry=r)
         self._proxy_latency = Histogram(
             "driftline_collector_proxy_latency_seconds",
-            "Time the proxy took per request, by status class (1xx..5xx, error).",
+            "Time the proxy took per request, by status class of the model's answer: 1xx..5xx, or "
+            "error when there was no HTTP answer (refused, timed out).",
             ["model", "status"], buckets=PROXY_BUCKETS, registry=r)
         self._models: set[str] = set()
         # labelled children by label values: labels() takes a lock and builds a key per call

@@ -34,7 +34,7 @@ from prometheus_client.core import (
     Metric,
 )
 
-from monitor.engine.analysis import DRIFT_REASON_CODES
+from monitor.engine.analysis import DRIFT_REASON_CODES, DRIFTING_REASON_CODES
 from monitor.streaming.status import INVALID_REASONS, QUALITY_ISSUES, ServiceStatus
 
 # CollectorRegistry is re-exported so that callers (the API) need not import prometheus_client.
@@ -91,8 +91,9 @@ class StatusCollector:
 
         unknown = _gauge(
             "schema_unknown_fields",
-            "Number of distinct field names in received events that are not features of the model "
-            "(the names themselves are shown by the API, not here).",
+            "Distinct field names in received events that the model does not configure: input fields "
+            "that are not features, plus outputs other than the prediction (as outputs.<name>); the "
+            "names themselves are shown by the API (unknown_fields), not here.",
             _M)
         for name, model in status.models.items():
             unknown.add_metric([name], float(len(model.unknown_fields)))
@@ -100,7 +101,8 @@ class StatusCollector:
 
         ready = _gauge(
             "ready",
-            "1 when this monitor replica reports itself ready to serve (see /readyz), else 0.")
+            "1 once this replica has restored the state of its partitions and is ready (see /readyz), "
+            "else 0.")
         ready.add_metric([], 1.0 if status.ready else 0.0)
         yield ready
 
@@ -129,7 +131,8 @@ class StatusCollector:
             _M)
         performance = _gauge(
             "model_performance",
-            "Latest value of a model performance metric, computed over predictions joined with labels.",
+            "Value of a model performance metric over the latest performance window of predictions "
+            "joined with their labels.",
             ["model", "metric"])
         for name, model in status.models.items():
             latest = model.latest
@@ -160,12 +163,12 @@ class StatusCollector:
         effect = _gauge(
             "feature_effect_size",
             "Effect size of the feature in the latest evaluated window (normed Wasserstein or "
-            "total variation for p-value tests, the distance for distance tests).",
+            "total variation for p-value tests, the distance for distance tests); absent when none.",
             _MFT)
         materiality = _gauge(
             "feature_materiality",
-            "Materiality floor the effect size must reach for a significant p-value test to "
-            "count as drift; absent for distance tests.",
+            "Materiality floor (the configured effect-size minimum) the effect size must reach for a "
+            "significant p-value test to count as drift; absent for distance tests.",
             _MFT)
         missing = _gauge(
             "feature_missing_share",
@@ -185,12 +188,14 @@ class StatusCollector:
         quality = _gauge(
             "quality_issue",
             "1 for each data-quality finding of the latest evaluated window, by issue "
-            f"({', '.join(QUALITY_ISSUES)}).",
+            f"({', '.join(QUALITY_ISSUES)}); extra_column is not exported, as its name comes from "
+            "the data.",
             ["model", "feature", "issue"])
         reason = _gauge(
             "feature_drift_reason",
-            "1 for the reason code of the feature's verdict in the latest evaluated window "
-            f"({', '.join(DRIFT_REASON_CODES)}).",
+            "1 for the reason code of the feature's verdict in the latest evaluated window; drifted: "
+            f"{', '.join(c for c in DRIFT_REASON_CODES if c in DRIFTING_REASON_CODES)}; not drifted: "
+            f"{', '.join(c for c in DRIFT_REASON_CODES if c not in DRIFTING_REASON_CODES)}.",
             ["model", "feature", "test", "reason"])
         for name, model in status.models.items():
             latest = model.latest
@@ -219,11 +224,13 @@ class StatusCollector:
 
         low = _gauge(
             "model_performance_min",
-            "Configured lower bound of a model performance metric (the line it must stay above).",
+            "Configured lower bound of a model performance metric (performance: {metric: {min}}), "
+            "the line it must stay above; from the replica that owns the model, before any window.",
             ["model", "metric"])
         high = _gauge(
             "model_performance_max",
-            "Configured upper bound of a model performance metric (the line it must stay below).",
+            "Configured upper bound of a model performance metric (performance: {metric: {max}}), "
+            "the line it must stay below; from the replica that owns the model, before any window.",
             ["model", "metric"])
         for name, model in status.models.items():
             for metric, (minimum, maximum) in model.performance_bounds.items():
@@ -237,8 +244,9 @@ class StatusCollector:
         dataset = _gauge(
             "dataset_drift_streak",
             "Windows in a row, up to and including the latest evaluated one, in which the model "
-            "drifted as a whole; 0 when the latest did not drift.  Alert rules fire on a streak, "
-            "not on one window (each window is a fresh test that alarms by chance at rate alpha).",
+            "drifted as a whole; 0 when the latest did not drift; checkpointed.  The drift alerts "
+            "fire on this streak, not on one window (each window is a fresh test that alarms by "
+            "chance at rate alpha).",
             _M)
         feature = _gauge(
             "feature_drift_streak",
@@ -259,13 +267,18 @@ class StatusCollector:
         counts = dict.fromkeys(status.configured_models, 0)
         counts.update(status.events_total)
         # two names, one value: driftline_events_total is the contract name
-        for metric in ("events_total", "events_consumed_total"):
-            consumed = _counter(
-                metric,
-                "Prediction events this process took into the model's windows since it started; "
-                "events replayed after a crash or a rebalance count again (use it for rates; "
-                "driftline_events_windowed_total is the exact count).",
-                _M)
+        consumed_help = {
+            "events_total":
+                "Prediction events this process took into the model's windows since it started, "
+                "every configured model from 0; events replayed after a crash or a rebalance (those "
+                "after the last checkpoint) count again, so use it for rates "
+                "(driftline_events_windowed_total is the exact count).",
+            "events_consumed_total":
+                "The same value as driftline_events_total, under another name: prediction events "
+                "this process took into the model's windows since it started.",
+        }
+        for metric, help_text in consumed_help.items():
+            consumed = _counter(metric, help_text, _M)
             for name, count in counts.items():
                 consumed.add_metric([name], float(count))
             yield consumed
@@ -273,7 +286,8 @@ class StatusCollector:
             "events_windowed_total",
             "Distinct prediction events in the model's windowed state, each counted once: restored "
             "from the checkpoint, so a replay after a crash or a rebalance does not count again; "
-            "shown by the replica that owns the model.",
+            "shown only by the replica that owns the model, so it moves with the model (take "
+            "max by (model) across replicas).",
             _M)
         for name, model in status.models.items():
             windowed.add_metric([name], float(model.events_total))
@@ -285,7 +299,8 @@ class StatusCollector:
         invalid = _counter(
             "events_invalid_total",
             "Messages or events rejected by validation, by reason "
-            f"({', '.join(INVALID_REASONS)}); model is empty when the message named no readable model.",
+            f"({', '.join(INVALID_REASONS)}); model is empty when the message is unreadable or names "
+            "a model that is not configured.",
             ["model", "reason"])
         for (name, reason), count in invalid_counts.items():
             invalid.add_metric([name, reason], float(count))
