@@ -194,6 +194,12 @@ def test_a_null_in_a_numeric_tensor_is_a_missing_value_and_shape_n_by_1_is_accep
     assert answer["outputs"][0]["data"] == pytest.approx(fm.Predictor.load(MODEL_DIR).predict(rows), abs=1e-5)
 
 
+def test_an_empty_batch_gets_an_empty_answer(server: str) -> None:
+    status, v2 = post(f"{server}/v2/models/{NAME}/infer", oip_request([]))
+    assert status == 200 and v2["outputs"][0]["shape"] == [0] and v2["outputs"][0]["data"] == []
+    assert post(f"{server}/v1/models/{NAME}:predict", {"instances": []}) == (200, {"predictions": []})
+
+
 def _with(doc: dict[str, Any], name: str, **changes: Any) -> dict[str, Any]:
     doc = json.loads(json.dumps(doc))
     for tensor in doc["inputs"]:

@@ -138,7 +138,7 @@ def encode(pre: Mapping[str, Any], columns: Mapping[str, Any]) -> np.ndarray:
         onehot = np.zeros((n, len(levels) + 1), dtype=np.float64)
         onehot[np.arange(n), category_indices(name, columns[name], levels)] = 1.0
         onehots.append(onehot)
-    return np.concatenate([np.column_stack(values + flags).reshape(n, -1), *onehots], axis=1)
+    return np.concatenate([np.stack(values + flags, axis=1), *onehots], axis=1)
 
 
 # --- network and weights file ---------------------------------------------------------------
