@@ -13,7 +13,8 @@ OWNERS = {
     "starlette": {"monitor/service/api.py", "alerts/receiver.py"},
     "uvicorn": {"monitor/cli/serve.py", "monitor/cli/remediate.py"},
     "prometheus_client": {"monitor/service/export.py", "collectors/delivery/metrics.py",
-                          "monitor/runtime.py", "alerts/metrics.py"},
+                          "monitor/runtime.py", "alerts/metrics.py", "monitor/demo/observe.py"},
+    "httpx": {"alerts/monitor_api.py", "monitor/demo/client.py"},
     "evidently": {"monitor/batch/evidently_report.py"},
     "aiohttp": {"collectors/sidecar.py", "collectors/k8s/webhook.py"},
     "httptools": {"collectors/proxy/server.py"},
@@ -45,7 +46,8 @@ def test_every_third_party_client_is_imported_by_its_one_owner_module_only():
     assert importers == {client: owners & importers[client] for client, owners in OWNERS.items()}
     assert importers["kafka"] == {"monitor/service/kafka.py", "collectors/delivery/kafka.py"}
     assert importers["prometheus_client"] == {"monitor/service/export.py", "collectors/delivery/metrics.py",
-                                              "monitor/runtime.py", "alerts/metrics.py"}
+                                              "monitor/runtime.py", "alerts/metrics.py",
+                                              "monitor/demo/observe.py"}
     assert importers["kubernetes"] == {"alerts/kube.py"}
 
 

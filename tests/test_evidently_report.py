@@ -249,3 +249,15 @@ def test_without_evidently_the_report_asks_for_the_extra(
         render_html(profiles["reference"], profiles["current"], SPECS, title="t")
     assert str(info.value) == ("the Evidently report needs the 'evidently' extra: "
                                "pip install 'driftline[evidently]'")
+
+
+@pytest.mark.parametrize(("dataset_share", "verdict"), [
+    (None, "Dataset Drift is detected. Dataset drift detection threshold is 1e-06"),
+    (0.99, "Dataset Drift is NOT detected. Dataset drift detection threshold is 0.99")])
+def test_the_report_decides_dataset_drift_by_the_model_rule_not_evidently_default_of_half(
+        ev: Any, profiles: Mapping[str, Profile], dataset_share: float | None, verdict: str) -> None:
+    # fewer than half of the features drift, so Evidently's default (0.5) would say "NOT detected"
+    assert 0 < len(DRIFTED) / len(SPECS) < 0.5
+    page = render_html(profiles["reference"], profiles["current"], SPECS, title="t", max_rows=1500,
+                       dataset_share=dataset_share)
+    assert verdict in page

@@ -63,6 +63,8 @@ MISSING_EXTRA = "the Evidently report needs the 'evidently' extra: pip install '
 #: base seed of the per-column shuffles
 SEED = 20_240_601
 _SIDES = {"reference": 0, "current": 1}
+#: Evidently's drift_share for the rule "any drifted feature": one column in a million
+ANY_SHARE = 1e-6
 
 
 def apportion(weights: Sequence[int], n: int) -> NDArray[np.int64]:
@@ -236,9 +238,13 @@ def _evidently() -> Any:
 
 
 def render_html(reference: Profile, current: Profile, features: Sequence[FeatureSpec], *, title: str,
-                max_rows: int = 5000) -> str:
+                max_rows: int = 5000, dataset_share: float | None = None) -> str:
     """A standalone HTML Evidently data drift report of ``current`` against
     ``reference``, on columns rebuilt from the profiles, with a banner saying so.
+
+    ``dataset_share`` is the model's dataset-drift rule (None: any drifted
+    feature), so Evidently's dataset verdict follows the same rule as
+    driftline's rather than its own default of half the columns.
 
     Raises :class:`RuntimeError` without the ``evidently`` extra, and
     :class:`~monitor.errors.InputError` when no feature has values on both sides.
@@ -253,7 +259,9 @@ def render_html(reference: Profile, current: Profile, features: Sequence[Feature
         numerical_columns=[s.name for s in shown if s.type == "numerical"],
         categorical_columns=[s.name for s in shown if s.type != "numerical"],
     )
-    report = evidently.Report([data_drift_preset()])
+    # Evidently: dataset drift when the drifted share >= drift_share; "any" is the smallest share above 0
+    share = dataset_share if dataset_share is not None else ANY_SHARE
+    report = evidently.Report([data_drift_preset(drift_share=share)])
     snapshot = report.run(evidently.Dataset.from_pandas(cur, data_definition=definition),
                           evidently.Dataset.from_pandas(ref, data_definition=definition))
     document: str = snapshot.get_html_str(as_iframe=False)

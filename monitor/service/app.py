@@ -525,4 +525,5 @@ class Service:
             features = [f for f in monitor.setup.features if f.name in reference.features]
         from monitor.batch.evidently_report import render_html
 
-        return render_html(reference, current, features, title=f"driftline: {model}")
+        return render_html(reference, current, features, title=f"driftline: {model}",
+                           dataset_share=monitor.setup.settings.dataset_share)
