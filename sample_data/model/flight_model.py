@@ -48,7 +48,8 @@ class InputError(ValueError):
 
 def hhmm_to_minutes(values: np.ndarray) -> np.ndarray:
     """HHMM clock readings (e.g. 1735) as minutes after midnight (1055); NaN stays NaN."""
-    return np.floor(values / 100.0) * 60.0 + np.mod(values, 100.0)
+    minutes: np.ndarray = np.floor(values / 100.0) * 60.0 + np.mod(values, 100.0)
+    return minutes
 
 
 def numeric_column(name: str, values: Sequence[Any] | np.ndarray) -> np.ndarray:
@@ -158,7 +159,8 @@ class FlightNet(nn.Module):
         self.layers = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layers(x).squeeze(-1)
+        logit: torch.Tensor = self.layers(x).squeeze(-1)
+        return logit
 
 
 def weights_bytes(state: Mapping[str, torch.Tensor]) -> bytes:
