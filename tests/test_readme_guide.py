@@ -257,3 +257,16 @@ def test_every_command_of_the_guide_that_needs_no_cluster_runs_and_prints_its_ch
             assert check_pattern(check).search(outputs[n]), (
                 f"{command.head!r} should print {check!r}; it printed:\n{outputs[n][-2000:]}")
     assert sum(len(c.checks) for c in runnable) >= 12
+
+
+def test_every_link_of_the_guide_points_at_a_readme_heading_or_a_file_of_the_repository():
+    readme = (ROOT / "README.md").read_text()
+    slugs = {re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-")
+             for heading in re.findall(r"^#+ (.*)$", readme, re.M)}
+    links = re.findall(r"\]\(([^)]+)\)", guide())
+    assert links
+    for link in links:
+        if link.startswith("#"):
+            assert link[1:] in slugs, link
+        else:
+            assert (ROOT / link).exists(), link
