@@ -70,7 +70,7 @@ CLUSTER_COMMANDS = [
     "curl -s localhost:8000/metrics | grep '^driftline_events_total{model=\"my-model\"}'",
     # step 5: labels
     "curl -s -X POST localhost:8000/labels -H 'Content-Type: application/json' -d '{\"schema\": 1, "
-    "\"model\": \"my-model\", \"labels\": [{\"request_id\": \"REQUEST-ID/0\", \"ts\": 1765000000000, "
+    "\"model\": \"my-model\", \"labels\": [{\"request_id\": \"REQUEST-ID\", \"ts\": 1765000000000, "
     "\"target\": 1}]}'",
     # step 6: rules
     "kubectl get prometheus -A -o jsonpath='{..ruleSelector}'",
