@@ -67,6 +67,19 @@ def _le(upper: float) -> str:
     return "+Inf" if math.isinf(upper) else repr(float(upper))
 
 
+# two names, one value: driftline_events_total is the contract name
+_CONSUMED_HELP = {
+    "events_total":
+        "Prediction events this process took into the model's windows since it started, "
+        "every configured model from 0; events replayed after a crash or a rebalance (those "
+        "after the last checkpoint) count again, so use it for rates "
+        "(driftline_events_windowed_total is the exact count).",
+    "events_consumed_total":
+        "The same value as driftline_events_total, under another name: prediction events "
+        "this process took into the model's windows since it started.",
+}
+
+
 class StatusCollector:
     """Metric families built from ``status()`` at each scrape."""
 
@@ -267,18 +280,8 @@ class StatusCollector:
         counts = dict.fromkeys(status.configured_models, 0)
         counts.update(status.events_total)
         # two names, one value: driftline_events_total is the contract name
-        consumed_help = {
-            "events_total":
-                "Prediction events this process took into the model's windows since it started, "
-                "every configured model from 0; events replayed after a crash or a rebalance (those "
-                "after the last checkpoint) count again, so use it for rates "
-                "(driftline_events_windowed_total is the exact count).",
-            "events_consumed_total":
-                "The same value as driftline_events_total, under another name: prediction events "
-                "this process took into the model's windows since it started.",
-        }
-        for metric, help_text in consumed_help.items():
-            consumed = _counter(metric, help_text, _M)
+        for metric in ("events_total", "events_consumed_total"):
+            consumed = _counter(metric, _CONSUMED_HELP[metric], _M)
             for name, count in counts.items():
                 consumed.add_metric([name], float(count))
             yield consumed
