@@ -29,6 +29,7 @@ import signal
 import subprocess
 import tempfile
 import time
+from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
@@ -164,3 +165,57 @@ def nonblank_share(png: Path, *, tolerance: float = 0.03) -> float:
     colour = pixels[..., :3]
     drawn = (colour < 1.0 - tolerance).any(axis=-1)
     return float(drawn.mean())
+
+
+class Page(HTMLParser):
+    """The text a reader sees (nothing inside <script>, <style> or <template>), and the
+    cells of every table row."""
+
+    HIDDEN = frozenset({"script", "style", "template"})
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.text: list[str] = []
+        self.rows: list[list[str]] = []
+        self._hidden = 0
+        self._row: list[str] | None = None
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in self.HIDDEN:
+            self._hidden += 1
+        elif tag == "tr":
+            self._row = []
+        elif tag in ("td", "th") and self._row is not None:
+            self._cell = []
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self.HIDDEN:
+            self._hidden = max(0, self._hidden - 1)
+        elif tag in ("td", "th") and self._row is not None and self._cell is not None:
+            self._row.append(" ".join("".join(self._cell).split()))
+            self._cell = None
+        elif tag == "tr" and self._row is not None:
+            self.rows.append(self._row)
+            self._row = None
+
+    def handle_data(self, data: str) -> None:
+        if self._hidden:
+            return
+        self.text.append(data)
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def visible(dom: str) -> Page:
+    page = Page()
+    page.feed(dom)
+    page.close()
+    return page
+
+
+def drift_row(page: Page, feature: str) -> list[str]:
+    """The cells of the drift table's row of ``feature``."""
+    rows = [r for r in page.rows if feature in r]
+    assert len(rows) == 1, f"{feature!r} is in {len(rows)} table rows of the rendered report"
+    return rows[0]

@@ -57,15 +57,17 @@ class Result:
 
 
 @contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
+def _signals_as_interrupt() -> Iterator[None]:
+    """SIGINT and SIGTERM raise KeyboardInterrupt, even where SIGINT was ignored (``cmd &``)."""
     def handler(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, handler)
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def _traffic(replay: Replay) -> Traffic:
@@ -94,9 +96,15 @@ class Demo:
         self.console.print(f"  {line}", highlight=False)
 
     def run(self) -> Result:
-        with _sigterm_as_interrupt():
+        with _signals_as_interrupt():
             try:
                 return self._run()
+            except KeyboardInterrupt:
+                self.supervisor.stop_all()
+                started = len(self.supervisor.children)
+                self.console.print(f"driftline demo: interrupted; stopped the {started} processes it had "
+                                   f"started (logs in {self.supervisor.logs})", highlight=False)
+                raise
             finally:
                 self.supervisor.stop_all()
 

@@ -63,15 +63,16 @@ def traffic_panel(traffic: Traffic, snap: Snapshot) -> RenderableType:
 
 def windows_panel(snap: Snapshot, scenario: Scenario) -> RenderableType:
     rows = Table(box=None, padding=(0, 1), show_edge=False)
-    for name in ("window", "rows of", "verdict", "drifted features", *PERFORMANCE_SHOWN):
-        left = name in ("verdict", "drifted features", "rows of")
+    for name in ("window", "flights", "verdict", "drifted features", *PERFORMANCE_SHOWN):
+        left = name in ("verdict", "drifted features", "flights")
         rows.add_column(name, justify="left" if left else "right")
     for index, body in enumerate(snap.windows):
         features = body.get("features", {})
         drifted = [name for name, f in features.items() if f.get("drift")]
         verdict = Text("DRIFT", style="bold red") if body.get("drift_detected") else Text("ok", style="green")
         perf = (body.get("performance") or {}).get("metrics", {})
-        rows.add_row(str(index + 1), scenario.window_phase(index), verdict, ", ".join(drifted) or "-",
+        season = {"normal": "Jan-Mar", "drift": "July"}.get(scenario.window_phase(index), "Jan-Mar + July")
+        rows.add_row(str(index + 1), season, verdict, ", ".join(drifted) or "-",
                      *(_fmt(perf.get(m)) for m in PERFORMANCE_SHOWN))
     done = len(snap.windows)
     bar = ProgressBar(total=1.0, completed=min(1.0, snap.window_fill), width=30)
