@@ -33,6 +33,7 @@ import psutil
 import pytest
 
 from tests.browser import drift_row, nonblank_share, render, visible
+from tests.servers import Broker
 
 ROOT = Path(__file__).resolve().parent.parent
 SVG = ROOT / "sample_data" / "demo-live-view.svg"
@@ -177,8 +178,9 @@ def test_the_readme_screenshot_of_the_live_view_shows_the_panels_the_demo_draws(
         assert fragment in committed, f"{SVG} is stale: run DRIFTLINE_WRITE_PREVIEW=1 pytest {__file__}"
 
 
-def test_without_prometheus_on_path_the_demo_says_so_in_one_line_and_runs_the_rest(tmp_path: Path) -> None:
-    run = run_demo(tmp_path / "run", env={"PATH": str(tmp_path / "empty-bin")})
+def test_without_prometheus_on_path_the_demo_says_so_in_one_line_and_runs_the_rest_on_a_given_kafka(
+        tmp_path: Path, broker: Broker) -> None:
+    run = run_demo(tmp_path / "run", "--kafka", broker.bootstrap, env={"PATH": str(tmp_path / "empty-bin")})
     assert run.returncode == 0, f"{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
     text = " ".join(run.stdout.split())
     assert ("prometheus and alertmanager not on PATH: alerts are not evaluated and the receiver gets none; "
@@ -187,6 +189,12 @@ def test_without_prometheus_on_path_the_demo_says_so_in_one_line_and_runs_the_re
     assert [w["drift_detected"] for w in run.summary["windows"]] == [False, True, True, True]
     assert run.summary["alerting"] is False and run.summary["actions"] == []
     assert leftovers(run.marker) == []
+    # the given broker, with topics of this run only: no embedded Kafka was started
+    assert f"kafka        {broker.bootstrap} (given by --kafka)" in run.stdout
+    assert len(run.summary["pids"]) == 4  # serve, model server, collector, remediate
+    with broker.admin() as admin:
+        topics = set(admin.list_topics())
+    assert {t for t in topics if t.startswith("driftline.predictions.demo-")}
 
 
 def wait_for_log(run_dir: Path, name: str, text: str, proc: subprocess.Popen[str],
@@ -223,7 +231,7 @@ def test_a_component_that_dies_is_named_in_one_line_with_its_log_and_everything_
     assert leftovers(marker) == []
 
 
-def test_ctrl_c_stops_every_process_the_demo_started(tmp_path: Path) -> None:
+def test_ctrl_c_while_starting_stops_every_process_the_demo_started(tmp_path: Path) -> None:
     started = time.monotonic()
     proc, marker = start_demo(tmp_path / "run")
     wait_for_log(tmp_path / "run", "serve", "created topics", proc)
@@ -231,4 +239,24 @@ def test_ctrl_c_stops_every_process_the_demo_started(tmp_path: Path) -> None:
     run = finish(proc, tmp_path / "run", marker, started)
     assert run.returncode == 130
     assert "driftline demo: interrupted; stopped the " in " ".join(run.stdout.split())
+    assert leftovers(marker) == []
+
+
+def test_keep_running_leaves_the_loop_up_until_ctrl_c_then_stops_it_all(tmp_path: Path) -> None:
+    started = time.monotonic()
+    proc, marker = start_demo(tmp_path / "run", "--keep-running")
+    deadline = time.monotonic() + DEMO_TIMEOUT_S
+    while not (tmp_path / "run" / "summary.json").exists():
+        assert proc.poll() is None, f"the demo exited: {proc.communicate()}"
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    time.sleep(3)
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert proc.poll() is None  # still up after its summary
+    alive = [pid for pid in summary["pids"] if psutil.pid_exists(pid)]
+    assert len(alive) == 7
+    proc.send_signal(signal.SIGINT)
+    run = finish(proc, tmp_path / "run", marker, started)
+    assert run.returncode == 130
+    assert "--keep-running: everything stays up; Ctrl-C stops it all." in " ".join(run.stdout.split())
     assert leftovers(marker) == []
