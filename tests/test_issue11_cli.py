@@ -78,7 +78,7 @@ def test_the_readme_documents_every_top_level_key_of_the_check_json():
     assert "null without `--config`" in readme
 
 
-COMMANDS = ["check", "profile", "validate-config", "serve", "collect", "inject", "webhook", "demo"]
+COMMANDS = ["check", "profile", "validate-config", "init", "serve", "collect", "inject", "webhook", "demo"]
 
 
 def help_of(argv: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,

@@ -170,6 +170,23 @@ def load_reference(
     return profile, specs, inferred, skipped
 
 
+@dataclass(frozen=True)
+class InferredColumns:
+    """What ``check`` makes of a reference without a config: each monitored column's
+    type, each column left out and why, and every column of the file."""
+
+    types: dict[str, str]
+    skipped: dict[str, str]
+    columns: tuple[str, ...]
+
+
+def infer_columns(path: str, *, step: Step | None = None) -> InferredColumns:
+    """The feature types ``check`` infers from the reference at ``path`` (the same code:
+    :func:`load_reference` with no features given)."""
+    profile, specs, _, skipped = load_reference(path, ModelPlan("", None), step=step)
+    return InferredColumns({s.name: s.type for s in specs}, dict(skipped), tuple(profile.columns))
+
+
 def run_check(
     reference_path: str, current_path: str, plan: ModelPlan, *, step: Step | None = None,
     evaluated_at: str | None = None,

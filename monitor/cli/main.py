@@ -22,6 +22,7 @@ from typer.exceptions import TyperException
 from monitor import __version__
 from monitor.cli import check, collect, demo, k8s, remediate, serve
 from monitor.cli import dashboards as dashboards_command
+from monitor.cli import init as init_command
 from monitor.cli import rules as rules_command
 from monitor.cli.common import EXIT_ERROR, EXIT_OK, silence_stdout
 from monitor.errors import DriftlineError, one_line
@@ -53,6 +54,7 @@ def _options(
 app.command()(check.check)
 app.command()(check.profile)
 app.command("validate-config")(check.validate_config)
+app.command()(init_command.init)
 app.command()(serve.serve)
 app.command()(collect.collect)
 app.command()(k8s.with_collector_options(k8s.inject))

@@ -51,7 +51,7 @@ from monitor.config.integrations import (
     RollbackAction,
     ServiceConfig,
 )
-from monitor.config.loader import load_config, validate_file
+from monitor.config.loader import load_config, validate_file, validate_text
 from monitor.config.models import Config, DefaultsConfig, EffectiveModelSettings, ModelConfig
 from monitor.config.settings import DatasetDriftRule, Materiality, ProfileSettings, WindowSpec
 
@@ -93,4 +93,5 @@ __all__ = [
     "load_config",
     "parse_duration",
     "validate_file",
+    "validate_text",
 ]

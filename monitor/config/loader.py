@@ -39,6 +39,14 @@ def _read(path: Path, file: str, check_paths: bool = False) -> tuple[Config | No
         text = data_bytes.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         return fail("config file is not UTF-8 text", data_bytes.count(b"\n", 0, exc.start) + 1)
+    return _parse(text, path, file, check_paths)
+
+
+def _parse(text: str, path: Path, file: str, check_paths: bool) -> tuple[Config | None, list[ConfigIssue]]:
+    """The config in ``text``, as if read from ``path`` (relative paths resolve against its
+    directory), and every issue, named by ``file``."""
+    def fail(message: str, line: int | None = None) -> tuple[None, list[ConfigIssue]]:
+        return None, [ConfigIssue(file, "", line, message)]
 
     loader = _PositionLoader(text)
     try:
@@ -93,6 +101,12 @@ def validate_file(path: str | Path, *, check_paths: bool = False) -> list[Config
     name a readable file, resolved as the config's users resolve it (against the config
     file's directory)."""
     return _read(Path(path), str(path), check_paths)[1]
+
+
+def validate_text(text: str, path: str | Path, *, check_paths: bool = False) -> list[ConfigIssue]:
+    """:func:`validate_file` for a config not written yet: every problem of ``text`` as the
+    file ``path`` would hold it (relative paths resolve against ``path``'s directory)."""
+    return _parse(text, Path(path), str(path), check_paths)[1]
 
 
 def _path_issues(config: Config, file: str, positions: Mapping[tuple[object, ...], int]
