@@ -23,6 +23,11 @@ The expressions and why (README, "Alerts and remediation"):
   alert for the same reason (it identifies nothing the feature does not); the rule's
   description names the configured test and threshold.
 
+A ``PrometheusRule`` takes a namespace and extra labels (:func:`parse_label`,
+:func:`check_namespace`): the Prometheus Operator loads only the rules its ``ruleSelector``
+(kube-prometheus-stack: ``release: <release>``) and ``ruleNamespaceSelector`` select, and one
+it does not select is ignored without a word.
+
 Label values are escaped for PromQL string literals (:func:`promql_string`); names that
 come from the config (features) reach annotations only as ``$labels``, never as template
 text, so a feature called ``{{ x }}`` cannot break or inject a template.
@@ -30,7 +35,8 @@ text, so a feature called ``{{ x }}`` cannot break or inject a template.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import re
+from collections.abc import Iterator, Mapping
 from typing import Any, Literal
 from urllib.parse import quote
 
@@ -128,25 +134,72 @@ def rules_file(config: Config) -> dict[str, Any]:
     return {"groups": groups(config)}
 
 
-def prometheus_rule(config: Config, *, name: str = RESOURCE_NAME) -> dict[str, Any]:
-    """A prometheus-operator ``PrometheusRule`` holding the same groups."""
+#: The labels every PrometheusRule carries; extra labels are added to them (and win).
+LABELS: dict[str, str] = {"app.kubernetes.io/name": "driftline", "app.kubernetes.io/component": "alert-rules"}
+
+# Kubernetes names (apimachinery's validation): a DNS-1123 label, a DNS-1123 subdomain, and the
+# name part of a qualified name (a label key is [prefix/]name); a label value is empty or a name.
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+_NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
+
+
+def check_namespace(namespace: str) -> str:
+    """``namespace`` if it is a valid namespace name (a DNS-1123 label); else ValueError."""
+    if len(namespace) > 63 or not _DNS_LABEL.fullmatch(namespace):
+        raise ValueError(f"--namespace {namespace!r}: not a namespace name (lower-case letters, digits "
+                         "and '-', starting and ending with a letter or digit, at most 63 characters)")
+    return namespace
+
+
+def parse_label(text: str) -> tuple[str, str]:
+    """``KEY=VALUE`` as a Kubernetes label: a key ``[prefix/]name`` and a value (may be empty);
+    ValueError naming what is wrong."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise ValueError(f"--label {text!r}: expected KEY=VALUE, e.g. --label release=kube-prometheus-stack")
+    prefix, slash, name = key.rpartition("/")
+    if slash and (len(prefix) > 253 or not _DNS_SUBDOMAIN.fullmatch(prefix)):
+        raise ValueError(f"--label {text!r}: the key's prefix {prefix!r} is not a DNS subdomain "
+                         "(e.g. example.com)")
+    if len(name) > 63 or not _NAME.fullmatch(name):
+        raise ValueError(f"--label {text!r}: the key {key!r} is not a label key (letters, digits, '-', '_' "
+                         "and '.', starting and ending with a letter or digit, at most 63 characters, "
+                         "after an optional DNS-subdomain prefix and '/')")
+    if len(value) > 63 or (value and not _NAME.fullmatch(value)):
+        raise ValueError(f"--label {text!r}: the value {value!r} is not a label value (empty, or letters, "
+                         "digits, '-', '_' and '.', starting and ending with a letter or digit, "
+                         "at most 63 characters)")
+    return key, value
+
+
+def prometheus_rule(config: Config, *, name: str = RESOURCE_NAME, namespace: str | None = None,
+                    labels: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """A prometheus-operator ``PrometheusRule`` holding the same groups, in ``namespace`` (none:
+    the one ``kubectl apply`` uses) with ``labels`` added to :data:`LABELS`."""
+    metadata: dict[str, Any] = {"name": name}
+    if namespace is not None:
+        metadata["namespace"] = check_namespace(namespace)
+    metadata["labels"] = {**LABELS, **(labels or {})}
     return {
         "apiVersion": API_VERSION,
         "kind": "PrometheusRule",
-        "metadata": {
-            "name": name,
-            "labels": {"app.kubernetes.io/name": "driftline",
-                       "app.kubernetes.io/component": "alert-rules"},
-        },
+        "metadata": metadata,
         "spec": {"groups": groups(config)},
     }
 
 
-def generate(config: Config, fmt: Format = "rules") -> dict[str, Any]:
+def generate(config: Config, fmt: Format = "rules", *, namespace: str | None = None,
+             labels: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The document of format ``fmt``; ``namespace`` and ``labels`` are the PrometheusRule's
+    (a rules file has neither: ValueError)."""
     if fmt == "rules":
+        if namespace is not None or labels:
+            raise ValueError("--namespace and --label apply to --format prometheusrule only; "
+                             "a rules file has no namespace or labels")
         return rules_file(config)
     if fmt == "prometheusrule":
-        return prometheus_rule(config)
+        return prometheus_rule(config, namespace=namespace, labels=labels)
     raise ValueError(f"unknown format {fmt!r}; the formats are: {', '.join(FORMATS)}")
 
 

@@ -288,6 +288,93 @@ def test_the_prometheusrule_has_every_field_the_crd_requires_with_its_type(capsy
                 assert all(isinstance(k, str) and isinstance(v, str) for k, v in mapping.items())
 
 
+PROMETHEUSRULE = ["rules", "-C", str(CONFIG), "--format", "prometheusrule"]
+RELEASE = "release=kube-prometheus-stack"
+HINT = "note: kube-prometheus-stack selects rules by label, e.g. --label release=<your release>\n"
+
+
+def test_namespace_and_labels_go_into_the_metadata_which_passes_kubernetes_validate(capsys):
+    code, stdout, err = run([*PROMETHEUSRULE, "--namespace", "monitoring", "--label", RELEASE,
+                             "--label", "example.com/team=ml-platform"], capsys)
+    assert (code, err) == (0, "")  # labels given: no hint
+    doc = yaml.safe_load(stdout)
+    assert doc["metadata"] == {"name": "driftline-rules", "namespace": "monitoring", "labels": {
+        "app.kubernetes.io/name": "driftline", "app.kubernetes.io/component": "alert-rules",
+        "release": "kube-prometheus-stack", "example.com/team": "ml-platform"}}
+    carrier = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": doc["metadata"], "data": {}}
+    kubernetes_validate.validate(carrier, K8S, strict=True)
+    assert doc["spec"] == prometheusrule_doc(capsys)["spec"]  # the same groups
+
+
+def test_without_labels_there_is_no_namespace_and_a_one_line_hint_on_stderr(capsys):
+    code, stdout, err = run(["rules", "-C", str(CONFIG), "--format", "prometheusrule"], capsys)
+    assert (code, err) == (0, HINT)
+    assert set(yaml.safe_load(stdout)["metadata"]) == {"name", "labels"}
+    # a namespace alone selects no rule: still the hint; the rules format has no labels: no hint
+    assert run([*PROMETHEUSRULE, "-n", "monitoring"], capsys)[2] == HINT
+    assert run(["rules", "-C", str(CONFIG)], capsys)[2] == ""
+
+
+def test_a_label_may_replace_a_default_one_and_the_last_of_a_repeated_key_wins(capsys):
+    code, stdout, _ = run([*PROMETHEUSRULE, "--label", "app.kubernetes.io/name=rules",
+                           "--label", "release=a", "--label", "release=b"], capsys)
+    assert code == 0
+    assert yaml.safe_load(stdout)["metadata"]["labels"] == {
+        "app.kubernetes.io/name": "rules", "app.kubernetes.io/component": "alert-rules", "release": "b"}
+
+
+@needs_promtool
+def test_the_groups_of_a_labelled_prometheusrule_pass_promtool_check_rules(tmp_path, capsys):
+    code, stdout, _ = run([*PROMETHEUSRULE, "--namespace", "monitoring", "--label", RELEASE], capsys)
+    assert code == 0
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump(yaml.safe_load(stdout)["spec"]))
+    checked = promtool_check(spec)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("release=kube-prometheus-stack", ("release", "kube-prometheus-stack")),
+    ("example.com/team=ml", ("example.com/team", "ml")),
+    ("empty=", ("empty", "")),
+    ("a=b=c", None),  # '=' is no label value character
+])
+def test_parse_label_reads_a_kubernetes_label(text, expected):
+    if expected is None:
+        with pytest.raises(ValueError):
+            rules.parse_label(text)
+    else:
+        assert rules.parse_label(text) == expected
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--label", "release"], "--label 'release': expected KEY=VALUE"),
+    (["--label", "=x"], "--label '=x': expected KEY=VALUE"),
+    (["--label", "re lease=x"], "the key 're lease' is not a label key"),
+    (["--label", "-release=x"], "the key '-release' is not a label key"),
+    (["--label", "Example.COM/team=x"], "the key's prefix 'Example.COM' is not a DNS subdomain"),
+    (["--label", "release=" + "x" * 64], "is not a label value"),
+    (["--label", "release=a b"], "the value 'a b' is not a label value"),
+    (["--namespace", "Monitoring"], "--namespace 'Monitoring': not a namespace name"),
+    (["--namespace", ""], "--namespace '': not a namespace name"),
+])
+def test_a_bad_label_or_namespace_is_one_line_and_exit_2(args, message, capsys):
+    code, out, err = run([*PROMETHEUSRULE, *args], capsys)
+    assert (code, out) == (2, "")
+    assert err.startswith("driftline: error: ") and err.count("\n") == 1
+    assert message in err
+
+
+@pytest.mark.parametrize("args", [["--namespace", "monitoring"], ["--label", "release=x"]])
+def test_namespace_and_labels_are_refused_for_a_rules_file(args, capsys):
+    code, out, err = run(["rules", "-C", str(CONFIG), *args], capsys)
+    assert (code, out) == (2, "")
+    assert err == ("driftline: error: --namespace and --label apply to --format prometheusrule only; "
+                   "a rules file has no namespace or labels\n")
+    with pytest.raises(ValueError):
+        rules.generate(load_config(CONFIG), "rules", labels={"release": "x"})
+
+
 # ---- bad input
 
 
