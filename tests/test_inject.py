@@ -465,3 +465,118 @@ def test_invalid_options_are_refused_in_one_line(kwargs):
     with pytest.raises(InputError) as exc:
         InjectOptions(**kwargs)
     one_line(exc)
+
+
+# --- the collector's own settings: --output-names, --feature-names, --protocol -------------------
+
+COLLECTOR_FLAGS = ["--output-names", "fraud_score", "--feature-names", "amount, country,age",
+                   "--protocol", "generic", "--generic-instances", "$.rows[*]",
+                   "--generic-outputs", "$.scores[*]"]
+
+
+def injected_env(text: str) -> dict[str, str]:
+    """The env of the collector container injected into BENTO's Deployment, as the kubelet sets it."""
+    docs = by_kind(list(yaml.safe_load_all(text)))
+    validate(docs[("Deployment", "fraud-scorer")])
+    template = docs[("Deployment", "fraud-scorer")]["spec"]["template"]
+    pod_metadata = {**template["metadata"], "name": "p", "namespace": "models"}
+    return env_of(collector_of(template["spec"]), pod_metadata)
+
+
+def test_inject_sets_output_names_feature_names_and_protocol_as_env_vars_of_the_injected_container(
+        tmp_path, capsys):
+    from monitor.cli import main as cli
+
+    manifest = tmp_path / "bento.yaml"
+    manifest.write_text(BENTO)
+    assert cli.main(["inject", "-f", str(manifest), *COLLECTOR_FLAGS]) == 0
+    out, err = capsys.readouterr()
+    assert err == ""
+    env = injected_env(out)
+    assert {name: value for name, value in env.items()
+            if name in ("DRIFTLINE_OUTPUT_NAMES", "DRIFTLINE_FEATURE_NAMES", "DRIFTLINE_PROTOCOL",
+                        "DRIFTLINE_GENERIC_INSTANCES", "DRIFTLINE_GENERIC_INPUTS",
+                        "DRIFTLINE_GENERIC_OUTPUTS")} == {
+        "DRIFTLINE_OUTPUT_NAMES": "fraud_score", "DRIFTLINE_FEATURE_NAMES": "amount,country,age",
+        "DRIFTLINE_PROTOCOL": "generic", "DRIFTLINE_GENERIC_INSTANCES": "$.rows[*]",
+        "DRIFTLINE_GENERIC_OUTPUTS": "$.scores[*]"}
+
+    # without the flags the collector keeps its own defaults: none of these variables is set
+    assert cli.main(["inject", "-f", str(manifest)]) == 0
+    plain = injected_env(capsys.readouterr()[0])
+    assert not {"DRIFTLINE_OUTPUT_NAMES", "DRIFTLINE_FEATURE_NAMES", "DRIFTLINE_PROTOCOL"} & plain.keys()
+
+    # one flag alone, as the README's guide uses it
+    assert cli.main(["inject", "-f", str(manifest), "--output-names", "delay_score",
+                     "--protocol", "kserve_v1"]) == 0
+    env = injected_env(capsys.readouterr()[0])
+    assert (env["DRIFTLINE_OUTPUT_NAMES"], env["DRIFTLINE_PROTOCOL"]) == ("delay_score", "kserve_v1")
+    assert "DRIFTLINE_FEATURE_NAMES" not in env
+
+
+def test_driftline_collect_reads_the_injected_names_and_protocol_as_its_settings(tmp_path, monkeypatch):
+    from monitor.cli import main as cli
+
+    manifest = tmp_path / "bento.yaml"
+    manifest.write_text(BENTO)
+    out = tmp_path / "out.yaml"
+    with out.open("w") as sink:
+        monkeypatch.setattr("sys.stdout", sink)
+        assert cli.main(["inject", "-f", str(manifest), *COLLECTOR_FLAGS]) == 0
+    monkeypatch.undo()
+    for name, value in injected_env(out.read_text()).items():
+        monkeypatch.setenv(name, value)
+    seen = []
+    monkeypatch.setattr("collectors.sidecar.run", seen.append)
+    assert cli.main(["collect"]) == 0
+    [settings] = seen
+    assert settings.proxy.output_names == ("fraud_score",)
+    assert settings.proxy.feature_names == ("amount", "country", "age")
+    assert settings.proxy.protocol == "generic"
+    assert (settings.proxy.generic.instances, settings.proxy.generic.outputs) == ("$.rows[*]", "$.scores[*]")
+
+
+def test_the_webhook_takes_the_same_flags_and_pod_annotations_override_them():
+    from monitor.cli import k8s
+
+    webhook = k8s.with_collector_options(k8s.webhook)
+    assert {"output_names", "feature_names", "protocol"} <= set(webhook.__annotations__)
+    options = InjectOptions(output_names=("score",), protocol="kserve_v1")
+    docs = list(yaml.safe_load_all(BENTO))
+    docs[1]["spec"]["template"]["metadata"]["annotations"] = {
+        "driftline.io/protocol": "oip_v2", "driftline.io/feature-names": "a,b",
+        "driftline.io/output-names": "proba"}
+    env = injected_env(yaml.safe_dump_all(inject_manifests(docs, options)))
+    assert (env["DRIFTLINE_PROTOCOL"], env["DRIFTLINE_FEATURE_NAMES"], env["DRIFTLINE_OUTPUT_NAMES"]) == \
+        ("oip_v2", "a,b", "proba")
+    env = injected_env(yaml.safe_dump_all(inject_manifests(list(yaml.safe_load_all(BENTO)), options)))
+    assert (env["DRIFTLINE_PROTOCOL"], env["DRIFTLINE_OUTPUT_NAMES"]) == ("kserve_v1", "score")
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--protocol", "grpc"],
+     "--protocol must be auto or one of kserve_v1, oip_v2, mlflow, generic; got 'grpc'"),
+    (["--protocol", "generic"], "--protocol generic needs --generic-instances and --generic-outputs"),
+    (["--generic-instances", "$.rows"], "give --generic-instances and --generic-outputs together"),
+    (["--generic-instances", "[[", "--generic-outputs", "$.y"], "a generic JSONPath: instances '[['"),
+    (["--output-names", " , "], "--output-names needs comma-separated names; got ' , '"),
+    (["--feature-names", ","], "--feature-names needs comma-separated names; got ','"),
+])
+def test_bad_collector_flags_are_one_line_errors_and_exit_2(flags, message, tmp_path, capsys):
+    from monitor.cli import main as cli
+
+    manifest = tmp_path / "bento.yaml"
+    manifest.write_text(BENTO)
+    assert cli.main(["inject", "-f", str(manifest), *flags]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and err.startswith(f"driftline: error: {message}"), err
+
+
+@pytest.mark.parametrize(("annotation", "value"), [
+    ("driftline.io/protocol", "grpc"), ("driftline.io/protocol", "generic"),
+    ("driftline.io/feature-names", "a,,b"), ("driftline.io/generic-outputs", "$.y"),
+])
+def test_an_invalid_protocol_or_names_annotation_is_refused_naming_it(annotation, value):
+    with pytest.raises(InputError) as exc:
+        InjectOptions.from_annotations({annotation: value})
+    assert one_line(exc).startswith(f"annotation {annotation}")

@@ -42,6 +42,7 @@ from typing import Any
 import yaml
 
 from collectors import defaults
+from collectors.extractors import PROTOCOLS, ExtractError, GenericSpec, compile_spec
 from monitor.errors import InputError
 
 COLLECTOR = "driftline-collector"
@@ -58,6 +59,11 @@ SAMPLE_RATE_ANNOTATION = "driftline.io/sample-rate"
 IMAGE_ANNOTATION = "driftline.io/image"
 NATIVE_SIDECAR_ANNOTATION = "driftline.io/native-sidecar"
 OUTPUT_NAMES_ANNOTATION = "driftline.io/output-names"
+FEATURE_NAMES_ANNOTATION = "driftline.io/feature-names"
+PROTOCOL_ANNOTATION = "driftline.io/protocol"
+GENERIC_ANNOTATIONS = {"driftline.io/generic-instances": "generic_instances",
+                       "driftline.io/generic-inputs": "generic_inputs",
+                       "driftline.io/generic-outputs": "generic_outputs"}
 
 WORKLOAD_KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "Pod"})
 _RUNS_TO_COMPLETION = frozenset({"Never", "OnFailure"})
@@ -84,7 +90,9 @@ class InjectOptions:
     """How the collector is attached.  ``model=None`` takes the model name from the pod's
     ``app.kubernetes.io/name`` label (downward API); ``model_port=None`` from the first
     container's first ``containerPort``; ``sample_rate=None`` keeps the collector's default;
-    ``output_names`` names the model's positional predictions (``collect --output-names``)."""
+    ``output_names`` names the model's positional predictions (``collect --output-names``),
+    ``feature_names`` its positional features (``--feature-names``); ``protocol`` and the
+    ``generic_*`` JSONPaths are ``collect``'s flags of the same names (None: its defaults)."""
 
     image: str = defaults.IMAGE
     kafka: str = defaults.KAFKA_IN_CLUSTER
@@ -94,6 +102,11 @@ class InjectOptions:
     metrics_port: int = defaults.METRICS_PORT
     sample_rate: float | None = None
     output_names: tuple[str, ...] | None = None
+    feature_names: tuple[str, ...] | None = None
+    protocol: str | None = None
+    generic_instances: str | None = None
+    generic_inputs: str | None = None
+    generic_outputs: str | None = None
     native_sidecar: bool = False
     cpu_request: str = "50m"
     memory_request: str = "64Mi"
@@ -115,26 +128,51 @@ class InjectOptions:
                 isinstance(self.sample_rate, int | float) and not isinstance(self.sample_rate, bool)
                 and 0.0 <= self.sample_rate <= 1.0):
             raise InputError(f"sample_rate must be between 0 and 1; got {self.sample_rate!r}")
-        if self.output_names is not None and not (
-                self.output_names and all(isinstance(n, str) and n.strip() and "," not in n
-                                          for n in self.output_names)):
-            raise InputError(f"output_names must be non-empty names without commas; "
-                             f"got {self.output_names!r}")
+        for name in ("output_names", "feature_names"):
+            names = getattr(self, name)
+            if names is not None and not (
+                    names and all(isinstance(n, str) and n.strip() and "," not in n for n in names)):
+                raise InputError(f"{name} must be non-empty names without commas; got {names!r}")
+        if self.protocol is not None and self.protocol not in ("auto", *PROTOCOLS):
+            raise InputError(f"protocol must be auto or one of {', '.join(PROTOCOLS)}; "
+                             f"got {self.protocol!r}")
+        self._check_generic()
         if self.cpu_limit is not None:
             _cores(self.cpu_limit)
+
+    def _check_generic(self) -> None:
+        """The generic protocol's JSONPaths as ``driftline collect`` checks them at start-up."""
+        for name in ("generic_instances", "generic_inputs", "generic_outputs"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                raise InputError(f"{name} must be a non-empty JSONPath; got {value!r}")
+        instances, outputs = self.generic_instances, self.generic_outputs
+        if instances or outputs:
+            if not (instances and outputs):
+                raise InputError("give generic_instances and generic_outputs together")
+            try:
+                compile_spec(GenericSpec(instances=instances, inputs=self.generic_inputs, outputs=outputs))
+            except ExtractError as exc:
+                raise InputError(f"a generic JSONPath: {str(exc).split('generic spec: ')[-1]}") from None
+        elif self.protocol == "generic":
+            raise InputError("protocol generic needs generic_instances and generic_outputs")
+        elif self.generic_inputs is not None:
+            raise InputError("generic_inputs needs generic_instances and generic_outputs")
 
     @classmethod
     def from_annotations(cls, annotations: Mapping[str, Any] | None,
                          base: InjectOptions | None = None) -> InjectOptions:
         """``base`` (default: the defaults) overridden by a pod's ``driftline.io/*`` annotations:
         ``model``, ``kafka``, ``model-port``, ``sample-rate``, ``image``, ``native-sidecar``,
-        ``output-names`` (comma-separated).
+        ``output-names`` and ``feature-names`` (comma-separated), ``protocol``,
+        ``generic-instances``, ``generic-inputs``, ``generic-outputs``.
         An invalid value raises :class:`InputError` naming the annotation."""
         base = base if base is not None else cls()
         annotations = annotations or {}
         changes: dict[str, Any] = {}
         for key, field in ((MODEL_ANNOTATION, "model"), (KAFKA_ANNOTATION, "kafka"),
-                           (IMAGE_ANNOTATION, "image")):
+                           (IMAGE_ANNOTATION, "image"), (PROTOCOL_ANNOTATION, "protocol"),
+                           *GENERIC_ANNOTATIONS.items()):
             if key in annotations:
                 text = _text(annotations[key])
                 if not text:
@@ -156,16 +194,24 @@ class InjectOptions:
                 raise InputError(f"annotation {SAMPLE_RATE_ANNOTATION} must be a number between 0 and 1; "
                                  f"got {text!r}")
             changes["sample_rate"] = rate
-        if OUTPUT_NAMES_ANNOTATION in annotations:
-            names = tuple(n.strip() for n in _text(annotations[OUTPUT_NAMES_ANNOTATION]).split(","))
-            if not all(names):
-                raise InputError(f"annotation {OUTPUT_NAMES_ANNOTATION} must be comma-separated names; "
-                                 f"got {_text(annotations[OUTPUT_NAMES_ANNOTATION])!r}")
-            changes["output_names"] = names
+        for key, field in ((OUTPUT_NAMES_ANNOTATION, "output_names"),
+                           (FEATURE_NAMES_ANNOTATION, "feature_names")):
+            if key in annotations:
+                names = tuple(n.strip() for n in _text(annotations[key]).split(","))
+                if not all(names):
+                    raise InputError(f"annotation {key} must be comma-separated names; "
+                                     f"got {_text(annotations[key])!r}")
+                changes[field] = names
         if NATIVE_SIDECAR_ANNOTATION in annotations:
             changes["native_sidecar"] = _flag(annotations[NATIVE_SIDECAR_ANNOTATION],
                                               NATIVE_SIDECAR_ANNOTATION)
-        return dataclasses.replace(base, **changes)
+        try:
+            return dataclasses.replace(base, **changes)
+        except InputError as exc:  # the protocol and its JSONPaths are checked together
+            keys = [k for k in (PROTOCOL_ANNOTATION, *GENERIC_ANNOTATIONS) if k in annotations]
+            if not keys:
+                raise
+            raise InputError(f"annotation {', '.join(keys)}: {exc}") from None
 
 
 def is_injected(pod_spec: Mapping[str, Any]) -> bool:
@@ -309,6 +355,12 @@ def _collector_container(model_port: int, options: InjectOptions) -> JSON:
         env.append({"name": "DRIFTLINE_SAMPLE_RATE", "value": repr(float(options.sample_rate))})
     if options.output_names is not None:
         env.append({"name": "DRIFTLINE_OUTPUT_NAMES", "value": ",".join(options.output_names)})
+    if options.feature_names is not None:
+        env.append({"name": "DRIFTLINE_FEATURE_NAMES", "value": ",".join(options.feature_names)})
+    for name in ("protocol", "generic_instances", "generic_inputs", "generic_outputs"):
+        value = getattr(options, name)
+        if value is not None:
+            env.append({"name": f"DRIFTLINE_{name.upper()}", "value": value})
     limits: JSON = {"memory": options.memory_limit}
     if options.cpu_limit is not None:
         limits["cpu"] = options.cpu_limit

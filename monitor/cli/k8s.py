@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -12,12 +13,14 @@ import typer
 
 from collectors import defaults  # constants only: the rest of the collector loads when a command runs
 from monitor.cli.common import fail, host_port
+from monitor.errors import InputError
 
 if TYPE_CHECKING:  # the collector package loads only when a command runs
     from collectors.k8s.inject import InjectOptions
 
 # The options that say how the collector is attached: declared once, shared by both
-# commands (their defaults are InjectOptions' own).
+# commands (their defaults are InjectOptions' own; the collector's own settings become the
+# DRIFTLINE_* variables of its container, as `driftline collect` reads them).
 _COLLECTOR_OPTIONS: dict[str, tuple[Any, Any]] = {
     "image": (Annotated[str, typer.Option("--image", help="collector image")], defaults.IMAGE),
     "kafka": (Annotated[str, typer.Option("--kafka", help="Kafka bootstrap servers for the collector")],
@@ -33,11 +36,40 @@ _COLLECTOR_OPTIONS: dict[str, tuple[Any, Any]] = {
                                                  min=1, max=65535)], defaults.METRICS_PORT),
     "sample_rate": (Annotated[float | None, typer.Option("--sample-rate", help="share of requests captured",
                                                          min=0.0, max=1.0)], None),
+    "output_names": (Annotated[str | None, typer.Option(
+        "--output-names", metavar="NAMES",
+        help="comma-separated names of the model's unnamed outputs, e.g. the config's prediction "
+             "name (DRIFTLINE_OUTPUT_NAMES)")], None),
+    "feature_names": (Annotated[str | None, typer.Option(
+        "--feature-names", metavar="NAMES",
+        help="comma-separated names of positional features, e.g. rows sent as bare lists "
+             "(DRIFTLINE_FEATURE_NAMES)")], None),
+    "protocol": (Annotated[str | None, typer.Option(
+        "--protocol", metavar="PROTOCOL",
+        help="auto (the collector's default), kserve_v1, oip_v2, mlflow or generic "
+             "(DRIFTLINE_PROTOCOL)")], None),
+    "generic_instances": (Annotated[str | None, typer.Option(
+        "--generic-instances", metavar="JSONPATH",
+        help="generic protocol: the request's instances (DRIFTLINE_GENERIC_INSTANCES)")], None),
+    "generic_inputs": (Annotated[str | None, typer.Option(
+        "--generic-inputs", metavar="JSONPATH",
+        help="generic protocol: the features within an instance (DRIFTLINE_GENERIC_INPUTS)")], None),
+    "generic_outputs": (Annotated[str | None, typer.Option(
+        "--generic-outputs", metavar="JSONPATH",
+        help="generic protocol: the response's outputs (DRIFTLINE_GENERIC_OUTPUTS)")], None),
     "native_sidecar": (Annotated[bool, typer.Option(
         "--native-sidecar", help="an initContainer with restartPolicy: Always (Kubernetes >= 1.29)")],
         False),
 }
+_NAME_LISTS = ("output_names", "feature_names")  # comma-separated on the command line
 Command = Callable[..., None]
+
+
+def _flag_words(message: str) -> str:
+    """An :class:`InjectOptions` message with its field names as the flags that set them."""
+    for name in sorted(_COLLECTOR_OPTIONS, key=len, reverse=True):
+        message = re.sub(rf"\b{name}\b", "--" + name.replace("_", "-"), message)
+    return message
 
 
 def with_collector_options(command: Command) -> Command:
@@ -54,7 +86,16 @@ def with_collector_options(command: Command) -> Command:
     def run(**values: Any) -> None:
         from collectors.k8s.inject import InjectOptions
 
-        options = InjectOptions(**{name: values.pop(name) for name in _COLLECTOR_OPTIONS})
+        given = {name: values.pop(name) for name in _COLLECTOR_OPTIONS}
+        for name in _NAME_LISTS:  # "a, b" -> ("a", "b"); an empty list is refused below
+            if given[name] is not None:
+                raw, given[name] = given[name], tuple(n.strip() for n in given[name].split(",") if n.strip())
+                if not given[name]:
+                    raise fail(f"--{name.replace('_', '-')} needs comma-separated names; got {raw!r}")
+        try:
+            options = InjectOptions(**given)
+        except InputError as exc:  # name the flag rather than the field
+            raise fail(_flag_words(str(exc))) from None
         command(options=options, **values)
 
     run.__name__, run.__doc__ = command.__name__, command.__doc__
