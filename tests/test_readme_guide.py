@@ -200,6 +200,25 @@ def test_the_placeholders_for_the_users_files_appear_in_the_guide():
     assert f"--port {REHEARSAL_PORT}" in text and f"localhost:{REHEARSAL_PORT}/alerts" in text
 
 
+def test_the_guide_writes_the_config_with_init_and_names_the_prediction_with_injects_flag_alone():
+    """No script turns check's JSON into YAML, no annotation or hand-edited env names the output:
+    init and inject say it, with the same model and prediction names."""
+    local = [c.head for c in guide_commands() if not c.cluster]
+    (init,) = [head for head in local if head.startswith("driftline init ")]
+    (inject,) = [head for head in local if head.startswith("driftline inject ")]
+    for command in local:
+        assert "python - <<" not in command and "kubectl annotate" not in command, command
+
+    def flag(command: str, name: str) -> str:
+        found = re.search(rf"{name} (\S+)", command)
+        assert found is not None, (name, command)
+        return found.group(1)
+
+    assert flag(init, "--model") == flag(inject, "--model") == "my-model"
+    assert flag(init, "--prediction") == flag(inject, "--output-names") == "delay_score"
+    assert flag(init, "--kafka") == flag(inject, "--kafka")
+
+
 def test_the_label_the_guide_posts_is_a_valid_label_batch_of_the_wire_format():
     (command,) = [c.head for c in guide_commands() if "/labels" in c.head]
     body = re.search(r"-d '(\{.*\})'", command)
