@@ -117,6 +117,13 @@ def test_identifier_like_and_empty_columns_are_left_out_and_named_one_line_each_
     assert model["prediction"] == {"name": "score", "type": "numerical"}
     assert types["city"] == "categorical"
 
+    # a prediction check cannot monitor is refused, with check's reason
+    code, printed, err = run(["init", "-r", str(with_ids), "--model", "m", "--prediction", "id",
+                              "-o", str(tmp_path / "e.yaml")], capsys)
+    assert (code, printed) == (2, "")
+    assert err == f"driftline: error: --prediction 'id' cannot be monitored: {skipped['id']}\n"
+    assert not (tmp_path / "e.yaml").exists()
+
 
 def test_an_existing_file_is_not_overwritten_without_force(tmp_path, capsys):
     out = tmp_path / "driftline.yaml"

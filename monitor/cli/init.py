@@ -14,7 +14,7 @@ from monitor.cli.common import fail
 
 def init(
     reference: Annotated[str, typer.Option("--reference", "-r", metavar="FILE",
-                                           help="the training data: CSV or Parquet")],
+                                           help="the training data: CSV or Parquet (or a saved profile)")],
     model: Annotated[str, typer.Option("--model", metavar="NAME",
                                        help="the model's name (the collector's --model)")],
     prediction: Annotated[str | None, typer.Option(
@@ -83,7 +83,7 @@ def init(
     typer.echo(f"wrote {out}: model {model}, {count} feature{'s' * (count != 1)} ({summary}){roles}")
     for name, why in starter.left_out.items():
         typer.echo(f"not monitored: {name} ({why})")
-    sample = "RECENT" + (Path(reference).suffix or ".parquet")
+    sample = "RECENT" + (".csv" if Path(reference).suffix.lower() in (".csv", ".tsv", ".txt") else ".parquet")
     typer.echo(f"next: compare recent data with the reference: "
                f"driftline check -C {shlex.quote(out)} -c {sample}")
 

@@ -100,7 +100,8 @@ def starter_config(
     if prediction is not None:
         kind = types.get(prediction)
         if kind is None:  # a column check leaves out (no values, timestamps, identifiers)
-            raise UsageError(f"--prediction {prediction!r} cannot be monitored: {skipped.get(prediction)}")
+            why = skipped.get(prediction, "the reference holds no values of it")
+            raise UsageError(f"--prediction {prediction!r} cannot be monitored: {why}")
         # a prediction is numerical (scores, regression) or categorical (classes, 0/1 too)
         entry["prediction"] = {"name": prediction,
                                "type": "numerical" if kind == "numerical" else "categorical"}
