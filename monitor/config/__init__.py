@@ -25,7 +25,8 @@ Modules: :mod:`~monitor.config.errors` (issues and their wording),
 types), :mod:`~monitor.config.settings` (window, dataset drift, materiality,
 profiles), :mod:`~monitor.config.features` (features, prediction, target,
 performance), :mod:`~monitor.config.integrations` (alerts, actions, Kafka),
-:mod:`~monitor.config.models` (the document), :mod:`~monitor.config.loader`.
+:mod:`~monitor.config.models` (the document), :mod:`~monitor.config.loader`,
+:mod:`~monitor.config.starter` (a first config from inferred types, for ``driftline init``).
 """
 
 from __future__ import annotations
