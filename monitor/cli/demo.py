@@ -27,8 +27,10 @@ def demo(
                          "(dep_delay sent in hours instead of minutes)")] = "none",
 ) -> None:
     """The whole loop on this machine: a torch model server with the collector in front, Kafka,
-    driftline serve, Prometheus and Alertmanager (when installed) and driftline remediate in dry run;
-    New York flights replayed through it, January-March, then July's drift; shown live."""
+    driftline serve, Prometheus and Alertmanager (when installed) and driftline remediate in dry run.
+    The bundled sample data, New York flights, is replayed through it: January-March, then July's
+    drift, with labels arriving late; shown live. Exits 0 once the alert and the receiver's
+    decision are seen."""
     if batch:
         _batch()
         return
