@@ -16,7 +16,7 @@ import shutil
 import socket
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,6 +78,16 @@ def check_sample() -> None:
                          "(torch==2.13.0, CPU build)")
 
 
+@dataclass(frozen=True)
+class Starting:
+    """A started part and how to tell it is ready."""
+
+    child: Child
+    probe: Callable[[], bool]
+    timeout: float
+    line: str  # what to say once it is
+
+
 @dataclass
 class Stack:
     """What was started, and where it listens."""
@@ -108,14 +118,17 @@ class Launcher:
         self.tag = secrets.token_hex(4)
 
     def start_all(self, *, with_alerting: bool = True) -> Stack:
+        """Start every part, the slow starters side by side, then wait until each answers."""
         check_sample()
         self.start_kafka()
         self.write_config()
-        self.start_serve()
-        self.start_model_and_collector()
-        self.start_remediate()
+        pending = [self.start_serve(), *self.start_model_and_collector(), self.start_remediate()]
         if with_alerting:
-            self.start_alerting()
+            pending += self.start_alerting()
+        for part in pending:
+            self.sup.wait_ready(part.child, part.probe, timeout=part.timeout)
+            self.stack.children[part.child.name] = part.child
+            self.say(part.line)
         return self.stack
 
     # ---- Kafka
@@ -161,17 +174,16 @@ class Launcher:
 
     # ---- driftline serve
 
-    def start_serve(self) -> None:
+    def start_serve(self) -> Starting:
         child = self.sup.start("serve", _cli("serve", "--config", str(self.stack.config),
                                              "--host", "127.0.0.1", "--port", str(self.serve_port)))
-        self.sup.wait_ready(child, lambda: answers_ok(f"{self.stack.serve_url}/readyz"), timeout=90)
-        child.url = self.stack.serve_url
-        self.stack.children["serve"] = child
-        self.say(f"serve        {self.stack.serve_url}  (/metrics, /models/{MODEL}/drift)")
+        child.url = url = self.stack.serve_url
+        return Starting(child, lambda: answers_ok(f"{url}/readyz"), 90,
+                        f"serve        {url}  (/metrics, /models/{MODEL}/drift)")
 
     # ---- the model server and its sidecar
 
-    def start_model_and_collector(self) -> None:
+    def start_model_and_collector(self) -> list[Starting]:
         model_port, proxy_port, metrics_port = free_port(), free_port(), free_port()
         model = self.sup.start("model-server", [sys.executable, str(MODEL_DIR / "server.py"),
                                                 "--host", "127.0.0.1", "--port", str(model_port),
@@ -183,37 +195,33 @@ class Launcher:
             "--topic", self.topics["predictions"], "--listen", f"127.0.0.1:{proxy_port}",
             "--metrics-port", str(metrics_port), "--output-names", self.scenario.prediction,
             "--linger", "0.02", "--log-level", "warning"))
-        self.sup.wait_ready(model, lambda: answers_ok(f"{self.stack.model_url}/v2/health/ready"), timeout=90)
         self.stack.collector_url = collector.url = f"http://127.0.0.1:{proxy_port}"
-        self.stack.collector_metrics_url = f"http://127.0.0.1:{metrics_port}"
-        self.sup.wait_ready(collector, lambda: answers_ok(f"{self.stack.collector_metrics_url}/healthz"),
-                            timeout=60)
-        self.stack.children["model-server"] = model
-        self.stack.children["collector"] = collector
-        self.say(f"model server {self.stack.model_url}  (torch; OIP v2 and KServe v1)")
-        self.say(f"collector    {self.stack.collector_url} -> model server; "
-                 f"metrics {self.stack.collector_metrics_url}/metrics")
+        self.stack.collector_metrics_url = metrics = f"http://127.0.0.1:{metrics_port}"
+        model_url = self.stack.model_url
+        return [Starting(model, lambda: answers_ok(f"{model_url}/v2/health/ready"), 90,
+                         f"model server {model_url}  (torch; OIP v2 and KServe v1)"),
+                Starting(collector, lambda: answers_ok(f"{metrics}/healthz"), 60,
+                         f"collector    {collector.url} -> model server; metrics {metrics}/metrics")]
 
     # ---- driftline remediate
 
-    def start_remediate(self) -> None:
+    def start_remediate(self) -> Starting:
         child = self.sup.start("remediate", _cli("remediate", "--config", str(self.stack.config),
                                                  "--no-cluster", "--host", "127.0.0.1",
                                                  "--port", str(self.remediate_port)))
-        self.sup.wait_ready(child, lambda: answers_ok(f"{self.stack.remediate_url}/readyz"), timeout=60)
-        child.url = self.stack.remediate_url
-        self.stack.children["remediate"] = child
-        self.say(f"remediate    {self.stack.remediate_url}  (dry run, no cluster; /actions)")
+        child.url = url = self.stack.remediate_url
+        return Starting(child, lambda: answers_ok(f"{url}/readyz"), 60,
+                        f"remediate    {url}  (dry run, no cluster; /actions)")
 
     # ---- Prometheus and Alertmanager, when installed
 
-    def start_alerting(self) -> None:
+    def start_alerting(self) -> list[Starting]:
         prometheus = find_binary("prometheus")
         alertmanager = find_binary("prometheus-alertmanager", "alertmanager")
         self.stack.missing = [name for name, found in (("prometheus", prometheus),
                                                        ("alertmanager", alertmanager)) if not found]
         if prometheus is None or alertmanager is None:
-            return
+            return []
         rules = self.run_dir / "rules.yml"
         done = subprocess.run(_cli("rules", "--config", str(self.stack.config), "--out", str(rules)),
                               capture_output=True, text=True, timeout=60)
@@ -239,12 +247,11 @@ class Launcher:
             prometheus, f"--config.file={prom_config}", f"--storage.tsdb.path={prom_dir / 'data'}",
             f"--web.listen-address=127.0.0.1:{prom_port}", "--log.level=warn"])
         self.stack.prometheus_url = prom.url = f"http://127.0.0.1:{prom_port}"
-        self.sup.wait_ready(am, lambda: answers_ok(f"{self.stack.alertmanager_url}/-/ready"), timeout=30)
-        self.sup.wait_ready(prom, lambda: answers_ok(f"{self.stack.prometheus_url}/-/ready"), timeout=30)
-        self.stack.children["alertmanager"] = am
-        self.stack.children["prometheus"] = prom
-        self.say(f"prometheus   {self.stack.prometheus_url}  (rules from `driftline rules`, 1 s scrapes)")
-        self.say(f"alertmanager {self.stack.alertmanager_url} -> {self.stack.remediate_url}/alerts")
+        am_url, prom_url = self.stack.alertmanager_url, self.stack.prometheus_url
+        return [Starting(am, lambda: answers_ok(f"{am_url}/-/ready"), 30,
+                         f"alertmanager {am_url} -> {self.stack.remediate_url}/alerts"),
+                Starting(prom, lambda: answers_ok(f"{prom_url}/-/ready"), 30,
+                         f"prometheus   {prom_url}  (rules from `driftline rules`, 1 s scrapes)")]
 
     def prometheus_config(self, rules: Path, alertmanager: str) -> Mapping[str, Any]:
         targets = [self.stack.serve_url, self.stack.remediate_url, self.stack.collector_metrics_url]
