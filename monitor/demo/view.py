@@ -158,7 +158,7 @@ def summary(snap: Snapshot, scenario: Scenario, *, alerting: bool, elapsed: floa
                      (f" after {scenario.consecutive_windows} drifted windows in a row." if fired else "."))
     decisions = snap.decisions("dry_run")
     if decisions:
-        parts.append(f"The receiver decided, in dry run: {decision_line(decisions[0])}.")
+        parts.append(f"The receiver decided: {decision_line(decisions[0])}.")
     elif alerting:
         parts.append("The receiver made no dry-run decision.")
     return " ".join(parts)
