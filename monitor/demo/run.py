@@ -91,6 +91,7 @@ class Demo:
         self._seen_windows = 0
         self._seen_alerts: set[str] = set()
         self._seen_actions: set[str] = set()
+        self.timeline: dict[str, float] = {}  # seconds from the start to each first sighting
 
     def say(self, line: str) -> None:
         self.console.print(f"  {line}", highlight=False)
@@ -114,6 +115,7 @@ class Demo:
         launcher = Launcher(self.supervisor, self.run_dir, self.scenario, kafka=self.options.kafka,
                             say=self.say)
         stack = launcher.start_all()
+        self._mark("ready")
         alerting = not stack.missing
         if stack.missing:
             self.console.print(f"[yellow]{' and '.join(stack.missing)} not on PATH: alerts are not evaluated "
@@ -163,6 +165,7 @@ class Demo:
                 if replay.error is not None:
                     raise replay.error
                 snap = observer.read()
+                self._note_timeline(snap)
                 if not self.console.is_terminal:
                     self._log_events(snap)
                 screen.update(frame())
@@ -176,6 +179,19 @@ class Demo:
                 time.sleep(REFRESH_S)
         self._save_svg(frame())
         return snap, ""
+
+    def _mark(self, event: str) -> None:
+        self.timeline.setdefault(event, round(time.monotonic() - self.started, 2))
+
+    def _note_timeline(self, snap: Snapshot) -> None:
+        if snap.windows:
+            self._mark("first_window")
+        if any(w.get("drift_detected") for w in snap.windows):
+            self._mark("first_drifted_window")
+        if snap.firing:
+            self._mark("alert_firing")
+        if snap.decisions("dry_run"):
+            self._mark("decision")
 
     def _log_events(self, snap: Snapshot) -> None:
         """Without a terminal (CI, a pipe), what changed, one line each."""
@@ -206,6 +222,7 @@ class Demo:
     def _final(self, stack: Stack, replay: Replay, snap: Snapshot, alerting: bool) -> None:
         report = self.run_dir / "report.html"
         note = self._fetch_report(stack, report)
+        self._mark("report")
         elapsed = time.monotonic() - self.started
         text = summary(snap, self.scenario, alerting=alerting, elapsed=elapsed)
         self.console.print()
@@ -228,7 +245,7 @@ class Demo:
                    "actions": [dict(a) for a in snap.actions], "performance": dict(snap.performance),
                    "requests": _traffic(replay).requests, "captured": snap.captured,
                    "report": str(report) if report.exists() else None, "summary": text,
-                   "pids": self.supervisor.pids()}
+                   "pids": self.supervisor.pids(), "timeline_s": self.timeline}
         (self.run_dir / "summary.json").write_text(json.dumps(outcome, indent=2, default=str) + "\n")
 
     def _fetch_report(self, stack: Stack, path: Path) -> str:
