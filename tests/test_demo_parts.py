@@ -144,3 +144,16 @@ def test_a_child_that_ignores_sigterm_is_killed_after_the_grace(tmp_path: Path) 
 def test_a_missing_program_is_a_one_line_error(tmp_path: Path) -> None:
     with pytest.raises(ComponentDied, match=r"^nothing could not start: No such file or directory$"):
         Supervisor(tmp_path, "m").start("nothing", [str(tmp_path / "no-such-binary")])
+
+
+def test_many_failing_requests_end_the_demo_with_the_last_error_instead_of_waiting() -> None:
+    from monitor.demo.run import Demo
+    from monitor.demo.traffic import Replay
+
+    replay = Replay(load_stream(SAMPLE, Scenario.fast()).iloc[:10], Scenario.fast(), "http://x", "http://y",
+                    tag="t")
+    replay.counters.requests, replay.counters.failed = 100, 4
+    assert Demo._failing(replay) == ""  # a few failures: the demo goes on
+    replay.counters.failed, replay.counters.last_error = 25, "HTTP 400: {\"error\": \"unknown input 'x'\"}"
+    assert Demo._failing(replay) == ("25 of 100 requests through the collector failed; "
+                                     "last: HTTP 400: {\"error\": \"unknown input 'x'\"}")

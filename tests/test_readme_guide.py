@@ -74,8 +74,7 @@ CLUSTER_COMMANDS = [
     "\"target\": 1}]}'",
     # step 6: rules
     "kubectl get prometheus -A -o jsonpath='{..ruleSelector}'",
-    "kubectl label --local -f my-model/prometheusrule.yaml release=kube-prometheus-stack -o yaml"
-    " | kubectl -n monitoring apply -f -",
+    "kubectl apply -f my-model/prometheusrule.yaml",
     # step 7: dashboards
     "kubectl apply -f my-model/dashboards-configmap.yaml",
     "driftline dashboards push -C my-model/driftline.yaml --url https://grafana.example"

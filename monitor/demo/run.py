@@ -34,6 +34,8 @@ from monitor.demo.traffic import Replay, load_stream
 from monitor.demo.view import Traffic, decision_line, live, summary
 
 REFRESH_S = 0.5
+STREAM_SLACK_S = 120.0  # beyond the paced stream's own length, before the demo gives up on it
+MAX_FAILED = 20  # failed requests (and over 5% of them) that end the demo
 SVG_WIDTH = 116
 
 
@@ -152,6 +154,9 @@ class Demo:
     def _watch(self, replay: Replay, observer: Observer, alerting: bool) -> tuple[Snapshot, str]:
         missing = [] if alerting else ["prometheus/alertmanager"]
         deadline: float | None = None
+        rate = self.scenario.rows_per_second
+        stream_budget = STREAM_SLACK_S + (replay.counters.rows_total / rate if rate > 0 else 0.0)
+        stream_deadline = time.monotonic() + stream_budget
         snap = observer.read()
 
         def frame() -> Any:
@@ -171,14 +176,31 @@ class Demo:
                 screen.update(frame())
                 if self._done(snap, replay, alerting):
                     break
+                failing = self._failing(replay)
+                if failing:
+                    return snap, failing
                 if replay.counters.done and deadline is None:
                     deadline = time.monotonic() + self.scenario.max_wait_s
                 if deadline is not None and time.monotonic() > deadline:
                     what = "the receiver's dry-run decision" if alerting else "every window's verdict"
                     return snap, f"no {what} within {self.scenario.max_wait_s:g} s of the last request"
+                if time.monotonic() > stream_deadline:
+                    sent, total = replay.counters.rows_sent, replay.counters.rows_total
+                    return snap, (f"the stream did not finish within {stream_budget:.0f} s "
+                                  f"({sent:,} of {total:,} rows sent)")
                 time.sleep(REFRESH_S)
         self._save_svg(frame())
         return snap, ""
+
+    @staticmethod
+    def _failing(replay: Replay) -> str:
+        """A problem when many requests through the collector fail (the demo would never close)."""
+        c = replay.counters
+        with c.lock:
+            if c.failed >= MAX_FAILED and c.failed > 0.05 * c.requests:
+                return (f"{c.failed} of {c.requests} requests through the collector failed; "
+                        f"last: {c.last_error}")
+        return ""
 
     def _mark(self, event: str) -> None:
         self.timeline.setdefault(event, round(time.monotonic() - self.started, 2))
