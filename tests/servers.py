@@ -32,6 +32,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+from monitor.demo.supervisor import free_port, tail
+
 STOP_GRACE_S = 5.0
 BROKER_START_TIMEOUT_S = 20.0
 PROMETHEUS_START_TIMEOUT_S = 30.0
@@ -47,27 +49,6 @@ class ServerError(RuntimeError):
 
 class ServerMissing(ServerError):
     """A binary that the tests need is not installed."""
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def tail(path: Path, lines: int = 40, max_bytes: int = 64 * 1024) -> str:
-    """The last ``lines`` lines of a log file ('' if it does not exist)."""
-    try:
-        with path.open("rb") as f:
-            f.seek(0, os.SEEK_END)
-            size = f.tell()
-            f.seek(max(0, size - max_bytes))
-            data = f.read()
-    except FileNotFoundError:
-        return ""
-    return "\n".join(data.decode("utf-8", "replace").splitlines()[-lines:])
 
 
 def tansu_binary() -> Path:
