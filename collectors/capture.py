@@ -89,6 +89,27 @@ class Exchange(Protocol):
         ...
 
     @property
+    def request_content_type(self) -> str | None:
+        """The request's ``Content-Type`` (None: none sent); CSV is read as MLflow reads it."""
+        ...
+
+    @property
+    def response_content_type(self) -> str | None:
+        """The answer's ``Content-Type`` (None: none sent)."""
+        ...
+
+    @property
+    def request_header_length(self) -> str | None:
+        """The request's ``Inference-Header-Content-Length``: its body is a JSON header of that
+        many bytes, then binary tensors (the Open Inference Protocol's binary extension)."""
+        ...
+
+    @property
+    def response_header_length(self) -> str | None:
+        """The answer's ``Inference-Header-Content-Length`` (see ``request_header_length``)."""
+        ...
+
+    @property
     def request_id(self) -> str: ...
 
     @property
@@ -108,6 +129,10 @@ class RecordedExchange:
     request_id: str
     elapsed: float
     skip: bool = False
+    request_content_type: str | None = None
+    response_content_type: str | None = None
+    request_header_length: str | None = None
+    response_header_length: str | None = None
 
 
 @dataclass(frozen=True)
@@ -180,7 +205,10 @@ class Capturer:
             _, instances = extract(exchange.path, bytes(request), bytes(response),
                                    protocol=settings.protocol, generic=settings.generic,
                                    feature_names=settings.feature_names,
-                                   output_names=settings.output_names)
+                                   output_names=settings.output_names,
+                                   request_content_type=exchange.request_content_type,
+                                   request_header_length=exchange.request_header_length,
+                                   response_header_length=exchange.response_header_length)
         except ExtractError as exc:
             log.debug("request %s not captured: %s", exchange.request_id, exc)
             self.drops.dropped("unparseable", 1)

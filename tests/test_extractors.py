@@ -270,7 +270,7 @@ def test_tensors_of_shape_n_and_n_by_1_are_one_feature_and_bytes_stay_strings():
 
 
 def test_higher_rank_tensors_give_each_instance_its_sub_tensor_as_json_text():
-    request = body({"inputs": [tensor("img", [2, 2, 2], list(range(8)))]})
+    request = body({"inputs": [tensor("img", [2, 2, 2], list(range(8)), "UINT8")]})
     _, instances = extract("/v2/models/m/infer", request, b"")
     assert [x.inputs for x in instances] == [{"img": "[[0,1],[2,3]]"}, {"img": "[[4,5],[6,7]]"}]
 

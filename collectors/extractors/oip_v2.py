@@ -1,4 +1,4 @@
-"""Open Inference Protocol v2 (KServe v2, Triton, MLServer), JSON only.
+"""Open Inference Protocol v2 (KServe v2, Triton, MLServer): JSON tensors and binary tensors.
 
 ``POST /v2/models/<name>[/versions/<v>]/infer`` with
 ``{"inputs": [{"name", "shape", "datatype", "data"}, ...]}``; the response is
@@ -17,9 +17,15 @@ same for every input and every output tensor (else ``mismatch``):
 
 ``data`` may be flat (row-major) or nested; its number of values must be the
 product of the shape (else ``mismatch``).  One ``-1`` dimension, which some
-clients send, is inferred from the data.  BYTES tensors carry strings in
-JSON and stay strings.  A tensor without ``data`` (the binary tensor
-extension) is ``unknown_shape``, as is a tensor with no values per instance.
+clients send, is inferred from the data.  Values are read by the tensor's
+declared ``datatype`` (:func:`~collectors.extractors.binary.cast`): ``FP16``,
+``BF16``, ``FP32``, ``FP64`` give floats (``3`` is ``3.0``), ``INT*`` and
+``UINT*`` ints, ``BOOL`` booleans, ``BYTES`` strings; a value that does not
+fit is a ``mismatch``, an unknown datatype ``unknown_shape``.  Binary tensors
+(the binary tensor extension, :mod:`collectors.extractors.binary`) are
+decoded into ``data`` before this extractor runs; a tensor without ``data``
+(binary data but no ``Inference-Header-Content-Length``) is
+``unknown_shape``, as is a tensor with no values per instance.
 A response without ``outputs`` (an error object, no body) leaves the outputs
 empty.
 """
@@ -33,6 +39,7 @@ from typing import Any
 
 from collectors.events import Scalar
 from collectors.extractors.base import ExtractError, Extraction, describe, pair, route_path, scalar
+from collectors.extractors.binary import cast
 
 ROUTE = re.compile(r"/v2/models/[^/]+(?:/versions/[^/]+)?/infer$")
 MAX_RANK = 32
@@ -93,8 +100,9 @@ def tensor_rows(tensor: Any, role: str,
         raise ExtractError("unknown_shape", f"an {role} tensor needs 'name', a non-empty string")
     label = f"{role} tensor {name!r}"
     if "data" not in tensor:
-        raise ExtractError("unknown_shape", f"{label} has no 'data' (binary tensor data is not supported)")
-    flat = _flatten(tensor["data"])
+        raise ExtractError("unknown_shape", f"{label} has no 'data' (binary tensor data needs the "
+                                            f"Inference-Header-Content-Length header)")
+    flat = cast(tensor.get("datatype"), _flatten(tensor["data"]), label)
     shape = _shape(tensor, label, len(flat))
     if not shape:
         shape = [1]

@@ -20,7 +20,10 @@ leaves the outputs empty), picks the protocol and runs its extractor.
    ``mlflow``.
 
 Otherwise the request is ``unknown_shape``.  A named protocol is used as
-given, whatever the path.
+given, whatever the path.  A request with a CSV ``Content-Type`` is MLflow's
+(with ``protocol`` auto or ``mlflow``).  A body with an
+``Inference-Header-Content-Length`` is cut there: JSON before, the binary
+tensors of the Open Inference Protocol after.
 
 Values are kept only when they are JSON scalars (str, int, float, bool,
 None); a nested value (a list or object inside one feature, a sub-tensor) is
@@ -37,9 +40,10 @@ from typing import Any
 import msgspec
 
 from collectors.extractors.base import ExtractError, Extraction, Extractor, describe, name_outputs, route_path
+from collectors.extractors.binary import attach, header_length, split_body
 from collectors.extractors.generic import CompiledSpec, Generic, GenericSpec, compile_spec
 from collectors.extractors.kserve_v1 import KServeV1
-from collectors.extractors.mlflow import MLflow
+from collectors.extractors.mlflow import MLflow, csv_request, is_csv
 from collectors.extractors.oip_v2 import OipV2
 from monitor.errors import UsageError
 
@@ -84,14 +88,22 @@ def _extractors(feature_names: Sequence[str] | None) -> dict[str, Extractor]:
 def extract(path: str, request_body: bytes, response_body: bytes, *, protocol: str = AUTO,
             generic: GenericSpec | CompiledSpec | None = None,
             feature_names: Sequence[str] | None = None,
-            output_names: Sequence[str] | None = None) -> tuple[str, Extraction]:
+            output_names: Sequence[str] | None = None,
+            request_content_type: str | None = None,
+            request_header_length: int | str | bytes | None = None,
+            response_header_length: int | str | bytes | None = None) -> tuple[str, Extraction]:
     """The protocol used and the instances of one call (see the module doc for the rules).
 
     ``generic`` describes a server of no known protocol (required with
     ``protocol="generic"``); a :class:`GenericSpec` is compiled once and
     cached.  ``feature_names`` names the values of instances given as lists
     (and the columns of a single OIP v2 input tensor); ``output_names`` names
-    positional predictions (:func:`~collectors.extractors.base.name_outputs`).  Raises
+    positional predictions (:func:`~collectors.extractors.base.name_outputs`).
+    ``request_content_type`` is the request's ``Content-Type``: CSV is read as
+    MLflow reads it (:func:`~collectors.extractors.mlflow.csv_request`).
+    ``request_header_length`` and ``response_header_length`` are the bodies'
+    ``Inference-Header-Content-Length``: the body is a JSON header of that many
+    bytes followed by binary tensors (:mod:`collectors.extractors.binary`).  Raises
     :class:`ExtractError` for a payload, :class:`monitor.errors.UsageError`
     for arguments that do not fit together.
     """
@@ -105,13 +117,25 @@ def extract(path: str, request_body: bytes, response_body: bytes, *, protocol: s
     if protocol == "generic" and compiled is None:
         raise UsageError("protocol 'generic' needs a generic spec")
 
-    request = _decode(request_body, "request")
-    response = _decode(response_body, "response") if response_body and not response_body.isspace() else None
+    csv = is_csv(request_content_type) and protocol in (AUTO, "mlflow")
+    if csv:
+        request = csv_request(request_body)
+    else:
+        head, tail = split_body(request_body, header_length(request_header_length, request_body, "request"))
+        request = _decode(head, "request")
+        if tail is not None:
+            attach(request, "inputs", tail, "request")
+    head, tail = split_body(response_body, header_length(response_header_length, response_body, "response"))
+    response = _decode(head, "response") if head and not head.isspace() else None
+    if tail is not None:
+        attach(response, "outputs", tail, "response")
 
     known = _extractors(names)
     custom = None if compiled is None else Generic(compiled, names)
     chosen: Extractor | None
-    if protocol == "generic":
+    if csv:
+        chosen = known["mlflow"]
+    elif protocol == "generic":
         chosen = custom
     elif protocol != AUTO:
         chosen = known[protocol]

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from collectors.proxy.pool import Upstream
     from collectors.proxy.server import Client
 
+HEADER_LENGTH_LOWER = b"inference-header-content-length"  # the OIP binary tensor extension
 HIGH_WATER = 1024 * 1024  # request bytes held for an upstream connection not yet there
 _REQUEST_ID_FIELD = REQUEST_ID + b": "
 
@@ -76,13 +77,14 @@ class Exchange:
     __slots__ = ("client", "method", "target", "version", "headers", "request_id", "skip", "chunked",
                  "length", "request_body", "pending", "pending_size", "request_done", "conn",
                  "reused", "retried", "started", "timer", "status", "state", "response_body",
-                 "down_chunked", "close_after", "elapsed")
+                 "down_chunked", "close_after", "elapsed", "request_content_type", "response_content_type",
+                 "request_header_length", "response_header_length")
 
     def __init__(self, client: Client, method: bytes, target: bytes, version: str,
                  headers: list[tuple[bytes, bytes]], limit: int) -> None:
         self.client = client
         self.method, self.target, self.version = method, target, version
-        request_id = skip = None
+        request_id = skip = content_type = header_length = None
         chunked = host = False
         length: int | None = None
         kept: list[tuple[bytes, bytes]] = []
@@ -97,6 +99,10 @@ class Exchange:
                     skip = value
                 elif low == b"host":
                     host = True
+                elif low == b"content-type":
+                    content_type = value
+                elif low == HEADER_LENGTH_LOWER:
+                    header_length = value
                 kept.append((name, value))
             elif low == b"transfer-encoding":
                 chunked = True  # llhttp refuses a request whose last coding is not chunked
@@ -111,6 +117,11 @@ class Exchange:
             kept.append((b"Host", client.proxy.upstream_authority))
         self.request_id: str = request_id.decode("latin-1") if request_id else new_request_id()
         self.skip = skip is not None and skip_requested(skip)
+        # what the extractors need of the bodies' framing: CSV, or JSON then binary tensors
+        self.request_content_type = None if content_type is None else content_type.decode("latin-1")
+        self.request_header_length = None if header_length is None else header_length.decode("latin-1")
+        self.response_content_type: str | None = None
+        self.response_header_length: str | None = None
         self.chunked = chunked
         self.length = None if chunked else length
         self.headers = kept
@@ -130,6 +141,15 @@ class Exchange:
         self.down_chunked = False  # the answer is chunked by the proxy on its way to the caller
         self.close_after = False
         self.elapsed = 0.0  # seconds from the request's head to the answer's last byte
+
+    def answer_fields(self, fields: list[tuple[bytes, bytes]]) -> None:
+        """Note what the extractors need of the final answer's end-to-end header fields."""
+        for name, value in fields:
+            low = name.lower()
+            if low == b"content-type":
+                self.response_content_type = value.decode("latin-1")
+            elif low == HEADER_LENGTH_LOWER:
+                self.response_header_length = value.decode("latin-1")
 
     @property
     def path(self) -> str:

@@ -129,6 +129,7 @@ class Response:
                 exchange.client.write(b"HTTP/1.1 %d %s\r\n%s\r\n" % (status, reason, header_block(out)))
             return  # an interim answer (100 Continue, 103 Early Hints); the final one follows
         exchange.status = status
+        exchange.answer_fields(out)
         # how the body is delimited
         if exchange.method == b"HEAD" or status in (204, 304):
             body = "none"

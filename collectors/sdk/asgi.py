@@ -30,6 +30,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _REQUEST_ID = defaults.REQUEST_ID_HEADER.lower().encode()
 _SKIP = defaults.SKIP_HEADER.lower().encode()
+_HEADER_LENGTH = b"inference-header-content-length"  # the OIP binary tensor extension
 
 
 def _raw_header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> bytes | None:
@@ -159,9 +160,14 @@ class DriftlineMiddleware:
     def _capture(self, scope: Scope, request_id: str, body: bytes | None, response: _Response,
                  elapsed: float) -> None:
         try:
+            headers = scope.get("headers") or ()
             self.capturer.exchange(RecordedExchange(
                 status=response.status, path=scope.get("path", "/"), request_body=body,
-                response_body=response.body, request_id=request_id, elapsed=elapsed))
+                response_body=response.body, request_id=request_id, elapsed=elapsed,
+                request_content_type=_header(headers, b"content-type"),
+                response_content_type=response.content_type,
+                request_header_length=_header(headers, _HEADER_LENGTH),
+                response_header_length=response.header_length))
         except Exception:  # never into the app: the response has been sent already
             log.exception("capturing request %s failed", request_id)
             self.capturer.drops.dropped("unparseable", 1)
@@ -171,7 +177,8 @@ class _Response:
     """Passes the app's response messages on, adding ``X-Request-Id`` to the headers and
     keeping a copy of the body up to ``limit`` bytes (0: no copy)."""
 
-    __slots__ = ("_send", "_request_id", "_limit", "_kept", "_keeping", "status", "complete")
+    __slots__ = ("_send", "_request_id", "_limit", "_kept", "_keeping", "status", "complete", "content_type",
+                 "header_length")
 
     def __init__(self, send: Send, request_id: str, limit: int) -> None:
         self._send = send
@@ -181,6 +188,8 @@ class _Response:
         self._keeping = limit > 0
         self.status: int | None = None
         self.complete = False
+        self.content_type: str | None = None  # the answer's Content-Type
+        self.header_length: str | None = None  # its Inference-Header-Content-Length
 
     @property
     def body(self) -> bytes | None:
@@ -193,6 +202,8 @@ class _Response:
             self.status = int(message["status"])
             headers = [(k, v) for k, v in message.get("headers", ()) if k.lower() != _REQUEST_ID]
             headers.append((_REQUEST_ID, self._request_id))
+            self.content_type = _header(headers, b"content-type")
+            self.header_length = _header(headers, _HEADER_LENGTH)
             length = _content_length(headers)
             if length is not None and length > self._limit:
                 self._keeping = False
