@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import struct
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -308,6 +309,65 @@ def test_csv_rows_longer_than_the_header_and_bodies_that_are_not_utf8_are_refuse
     # a JSON body with its own content type is read as before
     assert rows(MLFLOW, b'{"inputs": {"a": [1]}}', b'{"predictions": [2]}',
                 request_content_type="application/json") == [({"a": 1}, {"prediction": 2})]
+
+
+# -- the exchanges recorded from the real servers (tests/test_real_servers.py) --------------------------
+
+ANSWERS = Path(__file__).resolve().parent / "fixtures" / "real_server_answers"
+AGE_INCOME = [{"age": 41, "income": 52000.5}, {"age": 30, "income": 12000.0}]
+POSITIONAL = [{"f0": 41, "f1": 52000.5}, {"f0": 30, "f1": 12000.0}]
+X = [{"x_0": 41.0, "x_1": 52000.5}, {"x_0": 3.0, "x_1": 12.0}]
+SUMS = [{"prediction": 52041.5}, {"prediction": 12030.0}]
+MULTI = [{"score": 52041.5, "label": "high", "range_0": 41.0, "range_1": 52000.5},
+         {"score": 15.0, "label": "low", "range_0": 3.0, "range_1": 12.0}]
+PYFUNC = [{"score": 93.0005, "label": "high"}, {"score": 42.0, "label": "low"}]
+SKLEARN = [{"prediction": 134.0005}, {"prediction": 72.0}]
+RECORDED: dict[str, tuple[str, list[dict[str, Any]], list[dict[str, Any]]]] = {
+    # case: (protocol, inputs per row, outputs per row)
+    "kserve-sum-v1-instances-lists": ("kserve_v1", POSITIONAL, SUMS),
+    "kserve-sum-v1-inputs-lists": ("kserve_v1", POSITIONAL, SUMS),
+    "kserve-sum-v1-instances-records-in-a-list": ("kserve_v1", AGE_INCOME, SUMS),
+    "kserve-sum-v1-instances-pandas-one-row": ("kserve_v1", AGE_INCOME[:1], SUMS[:1]),
+    "kserve-sum-v1-instances-pandas-two-rows-in-one-instance": ("kserve_v1", AGE_INCOME, SUMS),
+    "kserve-sum-v1-instances-pandas-two-instances": ("kserve_v1", AGE_INCOME, SUMS),
+    "kserve-sum-v1-inputs-dict-of-index": ("kserve_v1", AGE_INCOME, SUMS),
+    "kserve-sum-v2-json": ("oip_v2", [{"x_0": 41.0, "x_1": 52000.5}, {"x_0": 30.0, "x_1": 12000.0}],
+                           [{"output-0": 52041.5}, {"output-0": 12030.0}]),
+    "kserve-multi-v2-json": ("oip_v2", X, MULTI),
+    "kserve-multi-v2-binary-data-output": ("oip_v2", X, MULTI),
+    "kserve-multi-v2-per-output-binary-data": ("oip_v2", X, MULTI),
+    "kserve-multi-v2-binary-request": ("oip_v2", X, MULTI),
+    **{f"mlflow-sklearn-{case}": ("mlflow", AGE_INCOME, SKLEARN)
+       for case in ("dataframe-split", "dataframe-records", "instances", "inputs", "csv")},
+    **{f"mlflow-pyfunc-{case}": ("mlflow", AGE_INCOME, PYFUNC)
+       for case in ("dataframe-split", "dataframe-records", "instances", "inputs", "csv")},
+}
+
+
+def recorded(case: str) -> tuple[str, bytes, bytes, dict[str, Any]]:
+    """The path, the request and response bytes and the headers extract takes, of a recording."""
+    meta = json.loads((ANSWERS / f"{case}.json").read_text())
+    request_headers = {k.lower(): v for k, v in meta["request"]["headers"].items()}
+    response_headers = {k.lower(): v for k, v in meta["response"]["headers"]}
+    kw = {"request_content_type": request_headers.get("content-type"),
+          "request_header_length": request_headers.get("inference-header-content-length"),
+          "response_header_length": response_headers.get("inference-header-content-length")}
+    return (meta["request"]["path"], (ANSWERS / meta["request"]["body_file"]).read_bytes(),
+            (ANSWERS / meta["response"]["body_file"]).read_bytes(), kw)
+
+
+@pytest.mark.parametrize("case", list(RECORDED))
+def test_each_recorded_real_server_exchange_gives_its_rows_with_their_types(case: str):
+    if not (ANSWERS / f"{case}.json").exists():
+        pytest.skip(f"no recording {case} (DRIFTLINE_WRITE_FIXTURES=1 pytest tests/test_real_servers.py)")
+    path, request, answer, kw = recorded(case)
+    protocol, inputs, outputs = RECORDED[case]
+    got_protocol, instances = extract(path, request, answer, **kw)
+    assert got_protocol == protocol
+    assert [typed(dict(i.inputs)) for i in instances] == [typed(x) for x in inputs]
+    assert [dict(i.outputs) for i in instances] == [pytest.approx(y) for y in outputs]
+    assert [{k: type(v) for k, v in i.outputs.items()} for i in instances] == [
+        {k: type(v) for k, v in y.items()} for y in outputs]
 
 
 # -- nothing but ExtractError, whatever the bytes -----------------------------------------------------------
