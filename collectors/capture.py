@@ -6,22 +6,27 @@ runs its calls through a :class:`Capturer`, which owns the steps and their
 order.  A request/response pair (:meth:`Capturer.exchange`) goes through:
 
 1. **skip**: ``X-Driftline-Skip: 1`` (:func:`skip_requested`) opts it out: ``skipped``;
-2. **status**: a non-2xx answer is not captured unless ``capture_errors``, and not
-   counted (nor is a call without an answer);
-3. **size**: a body the transport did not keep (over its ``max_payload_bytes``, or not
+2. **status**: a non-2xx answer is not captured unless ``capture_errors``: counted by
+   its class (``uncaptured``); a call without an answer is not counted here;
+3. **model**: the event's model, from ``--model``, ``--model-map`` and the path
+   (:func:`collectors.routing.resolve`); nothing names one: ``no_model``;
+4. **size**: a body the transport did not keep (over its ``max_payload_bytes``, or not
    read whole): ``oversize``;
-4. **sampling**: ``sample() >= sample_rate`` drops it: ``sampled_out``;
-5. **overload**: while the transport sheds load (:attr:`Capturer.overloaded`, set by the
+5. **sampling**: ``sample() >= sample_rate`` drops it: ``sampled_out``;
+6. **overload**: while the transport sheds load (:attr:`Capturer.overloaded`, set by the
    proxy's CPU budget): ``overload``;
-6. **extraction** (:func:`collectors.extractors.extract`): a payload that cannot be
+7. **extraction** (:func:`collectors.extractors.extract`): a payload that cannot be
    read is ``unparseable``; one without instances is not captured, not counted;
-7. **PII**: the :class:`~collectors.extractors.FieldPolicy` drops or hashes fields;
-8. **the event**: a :class:`Capture` (time from ``clock``, latency in ms), handed to
-   ``offer``, which never blocks and counts what it captures and drops.
+8. **PII**: the :class:`~collectors.extractors.FieldPolicy` drops or hashes fields;
+9. **the event**: a :class:`Capture` (time from ``clock``, latency in ms, the served
+   model of the path, and the request id: the caller's ``X-Request-Id``, else an Open
+   Inference Protocol request's own ``id``, else the one the transport made up), handed
+   to ``offer``, which never blocks and counts what it captures and drops.
 
-Each drop counts one event (the rows of a call are not known before it is
-parsed).  The cheap checks come first, so that a call that is not captured costs
-no parsing; the status filter comes before sampling, so ``sampled_out`` counts
+Steps 1 to 7 leave a call out before its rows are known: each counts one *request*
+(:meth:`DropCounter.unparsed`), never rows, so that the rows' counters keep their
+identity ``captured = sent + failed + dropped``.  The cheap checks come first, so that a
+call that is not captured costs no parsing; the status filter comes before sampling, so ``sampled_out`` counts
 only calls that would have been captured, and ``sample`` is drawn only for those.
 A transport that must decide on the skip before the call is answered (the ASGI
 middleware, which then does not keep the bodies) takes step 1 alone,
@@ -30,34 +35,50 @@ middleware, which then does not keep the bodies) takes step 1 alone,
 A prediction the model logs itself (:meth:`Capturer.logged`) comes already
 extracted (the SDK turns its Python values into instances, and counts a call it
 cannot turn as ``unparseable``), so its steps are: no instances (not counted),
-sampling, counted as its number of rows, then PII and the event.
+sampling, counted as its number of rows (captured, then dropped ``sampled_out``), then PII
+and the event.
 
 Every drop is counted through one small interface, :class:`DropCounter`.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from collectors.events import Capture, Instance
 from collectors.extractors import CompiledSpec, ExtractError, FieldPolicy, GenericSpec, apply, extract
+from collectors.routing import Resolved, resolve
 
 log = logging.getLogger("driftline.collector")
+_JSON = json.JSONDecoder()
 
-Dropped = Literal["skipped", "sampled_out", "oversize", "overload", "unparseable"]  # counted
-NotCaptured = Literal["status", "no_instances"]  # not counted: an answer left out, or no rows
+Dropped = Literal["skipped", "sampled_out", "oversize", "overload", "unparseable", "no_model"]  # counted
+NotCaptured = Literal["status", "no_instances"]  # an answer left out (counted by class), or no rows
 Outcome = Capture | Dropped | NotCaptured
 
 
 class DropCounter(Protocol):
-    """Where the pipeline counts what it drops (``driftline_collector_events_dropped_total``)."""
+    """Where the pipeline counts what it leaves out (:mod:`collectors.delivery.metrics`)."""
 
-    def dropped(self, reason: str, events: int) -> None: ...
+    def dropped(self, reason: str, events: int, model: str | None = None) -> None:
+        """Rows that were known and left out: counted captured, then dropped (``model``: the
+        event's, None for the counter's own)."""
+        ...
+
+    def unparsed(self, reason: str, model: str | None = None) -> None:
+        """A request left out before its rows were known (``requests_unparsed``; ``model``: the
+        one it would have gone under, None when nothing names one or for the counter's own)."""
+        ...
+
+    def uncaptured(self, status: int | None, model: str | None = None) -> None:
+        """A model answer outside 2xx, not captured (``responses_uncaptured``)."""
+        ...
 
 
 class Exchange(Protocol):
@@ -113,6 +134,11 @@ class Exchange(Protocol):
     def request_id(self) -> str: ...
 
     @property
+    def request_id_given(self) -> bool:
+        """The caller sent the request id (``X-Request-Id``); False when the transport made it up."""
+        ...
+
+    @property
     def elapsed(self) -> float:
         """Seconds from the request's head to the answer's last byte."""
         ...
@@ -129,6 +155,7 @@ class RecordedExchange:
     request_id: str
     elapsed: float
     skip: bool = False
+    request_id_given: bool = True
     request_content_type: str | None = None
     response_content_type: str | None = None
     request_header_length: str | None = None
@@ -139,8 +166,9 @@ class RecordedExchange:
 class CaptureSettings:
     """What is captured of one model's calls, and how."""
 
-    model: str  # the model's name: the Kafka key
+    model: str | None  # the model's name, the Kafka key; None: from the path (collectors.routing)
     model_version: str | None = None
+    model_map: Mapping[str, str] | None = None  # served name -> the event's model (--model-map)
     sample_rate: float = 1.0  # share of the calls kept, 0 to 1
     capture_errors: bool = False  # also capture answers outside 2xx
     protocol: str = "auto"  # the extractor: auto (by path, then shape) or one of PROTOCOLS
@@ -179,27 +207,37 @@ class Capturer:
         """Step 1 alone, for a transport that decides before the call is answered (and then
         does not keep its bodies): True, counted ``skipped``, when the header opts out."""
         if skip_requested(header):
-            self.drops.dropped("skipped", 1)
+            self.drops.unparsed("skipped")
             return True
         return False
 
     def exchange(self, exchange: Exchange) -> Outcome:
         """A request/response pair through every step: what was offered, or why nothing was."""
         settings = self.settings
+        drops = self.drops
+        resolved = self.model_of(exchange.path)
+        model = resolved.model if resolved is not None else None
         if exchange.skip:
-            self.drops.dropped("skipped", 1)
+            drops.unparsed("skipped", model)
             return "skipped"
         status = exchange.status
-        if status is None or (not 200 <= status < 300 and not settings.capture_errors):
+        if status is None:
             return "status"
+        if not 200 <= status < 300 and not settings.capture_errors:
+            drops.uncaptured(status, model)
+            return "status"
+        if resolved is None:
+            drops.unparsed("no_model")
+            return "no_model"
         request, response = exchange.request_body, exchange.response_body
         if request is None or response is None:
-            self.drops.dropped("oversize", 1)
+            drops.unparsed("oversize", model)
             return "oversize"
-        if settings.sample_rate < 1.0 and self._sampled_out(1):
+        if settings.sample_rate < 1.0 and self.sample() >= settings.sample_rate:
+            drops.unparsed("sampled_out", model)
             return "sampled_out"
         if self.overloaded:
-            self.drops.dropped("overload", 1)
+            drops.unparsed("overload", model)
             return "overload"
         try:
             _, instances = extract(exchange.path, bytes(request), bytes(response),
@@ -211,36 +249,53 @@ class Capturer:
                                    response_header_length=exchange.response_header_length)
         except ExtractError as exc:
             log.debug("request %s not captured: %s", exchange.request_id, exc)
-            self.drops.dropped("unparseable", 1)
+            drops.unparsed("unparseable", model)
             return "unparseable"
         if not instances:
             return "no_instances"
-        return self._offer(instances, exchange.request_id, round(exchange.elapsed * 1000, 3), status)
+        request_id = exchange.request_id
+        if not exchange.request_id_given and (settings.protocol == "oip_v2"
+                                              or exchange.path.startswith("/v2/")):
+            request_id = oip_request_id(request) or request_id
+        return self._offer(instances, request_id, round(exchange.elapsed * 1000, 3), status, resolved)
+
+    def model_of(self, path: str) -> Resolved | None:
+        """The event's model, version and served model for a call to ``path`` (None: no model)."""
+        settings = self.settings
+        return resolve(path, settings.model, settings.model_version, settings.model_map)
 
     def logged(self, instances: tuple[Instance, ...], request_id: str, latency_ms: float | None,
                status: int | None) -> Outcome:
         """A prediction the model logged, already turned into instances (see the module doc)."""
         if not instances:
             return "no_instances"
-        if self.settings.sample_rate < 1.0 and self._sampled_out(len(instances)):
+        settings = self.settings
+        model = settings.model or ""
+        if settings.sample_rate < 1.0 and self.sample() >= settings.sample_rate:
+            self.drops.dropped("sampled_out", len(instances), model or None)
             return "sampled_out"
-        return self._offer(instances, request_id, latency_ms, status)
-
-    def _sampled_out(self, events: int) -> bool:
-        """Sampling (only drawn below a rate of 1): a draw at or above ``sample_rate`` drops the call."""
-        if self.sample() >= self.settings.sample_rate:
-            self.drops.dropped("sampled_out", events)
-            return True
-        return False
+        return self._offer(instances, request_id, latency_ms, status,
+                           Resolved(model, settings.model_version, None))
 
     def _offer(self, instances: tuple[Instance, ...], request_id: str, latency_ms: float | None,
-               status: int | None) -> Capture:
+               status: int | None, resolved: Resolved) -> Capture:
         """The last steps: PII, then the event, offered to the queue."""
         settings = self.settings
         if settings.policy is not None:
             instances = apply(instances, settings.policy)
-        capture = Capture(model=settings.model, request_id=request_id, ts_ms=int(self.clock() * 1000),
+        capture = Capture(model=resolved.model, request_id=request_id, ts_ms=int(self.clock() * 1000),
                           instances=instances, latency_ms=latency_ms, status=status,
-                          model_version=settings.model_version)
+                          model_version=resolved.version, served_model=resolved.served)
         self.offer(capture)  # never blocks; the queue counts captures and its own drops
         return capture
+
+
+def oip_request_id(body: bytes | bytearray) -> str | None:
+    """The ``id`` of an Open Inference Protocol request body (a JSON object, possibly followed by
+    binary tensor data), or None: the request id of a call that brought no ``X-Request-Id``."""
+    try:
+        head, _ = _JSON.raw_decode(bytes(body).decode("utf-8", "replace").lstrip())
+    except ValueError:
+        return None
+    rid = head.get("id") if isinstance(head, dict) else None
+    return rid if isinstance(rid, str) and rid and "inputs" in head else None

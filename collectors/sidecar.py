@@ -68,12 +68,13 @@ def metrics_app(metrics: CollectorMetrics, delivery: Delivery) -> web.Applicatio
 
 async def serve(settings: SidecarSettings) -> None:
     metrics = CollectorMetrics()
-    sender = KafkaSender(settings.kafka, client_id=f"driftline-collector-{settings.proxy.model}")
-    delivery = Delivery(sender, settings.topic, settings.proxy.model, settings.proxy.model_version,
+    model = settings.proxy.model
+    sender = KafkaSender(settings.kafka, client_id=f"driftline-collector-{model or 'multi-model'}")
+    delivery = Delivery(sender, settings.topic, model or "", settings.proxy.model_version,
                         max_queue_events=settings.queue_events, drop=settings.drop,
                         batch_events=settings.batch_events, linger_s=settings.linger_s,
                         metrics=metrics).start()
-    proxy = Proxy(settings.proxy, delivery, metrics.of_model(settings.proxy.model))
+    proxy = Proxy(settings.proxy, delivery, metrics.of_model(model))
     runner = web.AppRunner(metrics_app(metrics, delivery), access_log=None)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -85,9 +86,9 @@ async def serve(settings: SidecarSettings) -> None:
             await proxy.start(settings.listen_host, settings.listen_port)
         with _port(settings.listen_host, settings.metrics_port, "--metrics-port"):
             await web.TCPSite(runner, settings.listen_host, settings.metrics_port).start()
-        log.info("proxying %s:%d -> %s for model %s; metrics on :%d; Kafka %s topic %s",
+        log.info("proxying %s:%d -> %s for %s; metrics on :%d; Kafka %s topic %s",
                  settings.listen_host, settings.listen_port, settings.proxy.upstream,
-                 settings.proxy.model, settings.metrics_port, settings.kafka, settings.topic)
+                 naming(settings.proxy), settings.metrics_port, settings.kafka, settings.topic)
         await stop.wait()
         log.info("stopping: no new requests; draining the queue for up to %.0f s",
                  settings.drain_timeout_s)
@@ -95,6 +96,16 @@ async def serve(settings: SidecarSettings) -> None:
         await proxy.close()
         await runner.cleanup()
         await asyncio.to_thread(delivery.stop, settings.drain_timeout_s)  # closes the sender
+
+
+def naming(proxy: ProxySettings) -> str:
+    """How the events' model is chosen, in a few words for the startup line."""
+    mapped = (f"; renamed by --model-map {','.join(f'{k}={v}' for k, v in proxy.model_map.items())}"
+              if proxy.model_map else "")
+    if proxy.model:
+        return f"model {proxy.model}{mapped}"
+    return ("the model named by each request's path (/v1/models/<name>, /v2/models/<name>); "
+            f"requests whose path names none are counted as requests_unparsed{{reason=no_model}}{mapped}")
 
 
 @contextmanager

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from kafka import KafkaConsumer
 from prometheus_client.parser import text_string_to_metric_families
 
 from monitor.wire.decode import decode_predictions
+from tests.counters import assert_identity
 from tests.servers import Broker, Process, free_port, start_broker
 
 pytestmark = pytest.mark.slow
@@ -36,11 +38,12 @@ def model_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def collector(tmp_path: Path, model_url: str, bootstrap: str, topic: str, *extra: str,
-              model: str = "m") -> tuple[Process, str, str]:
+              model: str | None = "m", version: str | None = "v3") -> tuple[Process, str, str]:
     port, metrics_port = free_port(), free_port()
-    proc = Process([sys.executable, "-m", "monitor.cli.main", "collect", "--upstream", model_url, "--model",
-                    model, "--kafka", bootstrap, "--topic", topic, "--listen", f"127.0.0.1:{port}",
-                    "--metrics-port", str(metrics_port), "--model-version", "v3", *extra],
+    named = [*(["--model", model] if model else []), *(["--model-version", version] if version else [])]
+    proc = Process([sys.executable, "-m", "monitor.cli.main", "collect", "--upstream", model_url, *named,
+                    "--kafka", bootstrap, "--topic", topic, "--listen", f"127.0.0.1:{port}",
+                    "--metrics-port", str(metrics_port), *extra],
                    tmp_path / "logs", name=f"collect-{port}", cwd=ROOT)
     proc.wait_http(f"http://127.0.0.1:{metrics_port}/healthz", timeout=30)
     return proc, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{metrics_port}"
@@ -72,9 +75,13 @@ def consume(bootstrap: str, topic: str, events: int, timeout: float = 30.0) -> l
     return out
 
 
-def metric(url: str, name: str, **labels: str) -> float:
+def scrape(url: str) -> str:
     with urllib.request.urlopen(f"{url}/metrics", timeout=5) as response:
-        text = response.read().decode()
+        return str(response.read().decode())
+
+
+def metric(url: str, name: str, **labels: str) -> float:
+    text = scrape(url)
     return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
                if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()))
 
@@ -121,6 +128,59 @@ def test_requests_in_every_protocol_arrive_in_kafka_as_the_right_events(
             assert time.monotonic() < deadline, "sent counter did not reach 5"
             time.sleep(0.1)
         assert metric(metrics_url, "driftline_collector_events_captured_total", model="m") == 5
+        assert assert_identity(scrape(metrics_url)).captured == 5
+
+
+def records(bootstrap: str, topic: str, events: int, timeout: float = 30.0) -> list[tuple[bytes, Any]]:
+    """(key, decoded batch) of every message until ``events`` events came."""
+    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                             consumer_timeout_ms=1000)
+    out: list[tuple[bytes, Any]] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while sum(b.n for _, b in out) < events and time.monotonic() < deadline:
+            out.extend((r.key, decode_predictions(r.value)) for r in consumer)
+    finally:
+        consumer.close()
+    return out
+
+
+def test_a_multi_model_server_keys_each_call_by_the_model_its_path_names(
+        tmp_path: Path, broker: Broker, model_url: str) -> None:
+    """Issue 15, defects 4, 5, 7, 9: no --model; the path names the model (and version),
+    --model-map renames one, the OIP body id names a call without X-Request-Id, a call whose
+    path names no model and an error answer are counted, and the counters add up."""
+    topic = f"pred-{uuid.uuid4().hex[:8]}"
+    broker.create_topics([topic], partitions=4)
+    proc, url, metrics_url = collector(tmp_path, model_url, broker.bootstrap, topic,
+                                       "--model-map", "multi=multi-cfg", model=None, version=None)
+    with proc:
+        assert post(f"{url}/v1/models/sum:predict", {"instances": [[1.0, 2.0], [3.0, 4.0]]},
+                    {"X-Request-Id": "s1"})[0] == 200
+        assert post(f"{url}/v2/models/sum/infer", {"id": "oip-9", "inputs": [
+            {"name": "x", "shape": [1, 2], "datatype": "FP32", "data": [1.0, 2.0]}]})[0] == 200
+        assert post(f"{url}/v1/models/multi:predict", {"instances": [[5.0]]},
+                    {"X-Request-Id": "m1"})[0] == 200
+        assert post(f"{url}/invocations", {"dataframe_split": {"columns": ["a"], "data": [[1.0]]}})[0] == 200
+        with pytest.raises(urllib.error.HTTPError) as missing:
+            post(f"{url}/v1/models/nope", {"instances": [[1.0]]})
+        assert missing.value.code in (404, 405)
+        got = records(broker.bootstrap, topic, 4)
+        deadline = time.monotonic() + 10
+        while metric(metrics_url, "driftline_collector_events_sent_total") < 4:
+            assert time.monotonic() < deadline, "sent counter did not reach 4"
+            time.sleep(0.1)
+        counts = assert_identity(scrape(metrics_url))
+        assert_identity(scrape(metrics_url), "sum")
+    events = {rid: (key, b.model, b.model_version, served)
+              for key, b in got
+              for rid, served in zip(b.request_ids, b.served_models, strict=True)}
+    assert events == {"s1/0": (b"sum", "sum", None, None), "s1/1": (b"sum", "sum", None, None),
+                      "oip-9": (b"sum", "sum", None, None),
+                      "m1": (b"multi-cfg", "multi-cfg", None, "multi")}
+    assert (counts.captured, counts.sent) == (4, 4)
+    assert counts.unparsed["no_model"] == 1 and counts.uncaptured["4xx"] == 1
+    assert "the model named by each request's path" in proc.stderr_path.read_text()
 
 
 def test_a_home_grown_protocol_is_captured_with_the_configured_json_paths(

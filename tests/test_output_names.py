@@ -59,8 +59,14 @@ def test_the_capture_pipeline_applies_output_names_and_counts_a_mismatch_as_unpa
     drops: dict[str, int] = {}
 
     class Drops:
-        def dropped(self, reason: str, events: int) -> None:
-            drops[reason] = drops.get(reason, 0) + events
+        def dropped(self, reason: str, events: int, model: str | None = None) -> None:
+            raise AssertionError("no rows are dropped here")
+
+        def unparsed(self, reason: str, model: str | None = None) -> None:  # one request (issue 15)
+            drops[reason] = drops.get(reason, 0) + 1
+
+        def uncaptured(self, status: int | None, model: str | None = None) -> None:
+            raise AssertionError("every answer here is a 200")
 
     pipeline = Capturer(CaptureSettings(model="m", output_names=("delay_score",)), Drops(), offered.append,
                         clock=lambda: 0.0)

@@ -34,16 +34,30 @@ class RecordingQueue:
 
 
 class RecordingMetrics:
+    """``drops``: requests left out before their rows were known, by reason (every drop of the
+    proxy: it never knows rows it did not parse); ``rows``: rows dropped; the
+    statuses of answers left out (``answers``); ``proxied``/``models``: the latency observations."""
+
     def __init__(self) -> None:
         self.proxied: list[int | None] = []
+        self.models: list[str | None] = []
         self.drops: dict[str, int] = {}
+        self.rows: dict[str, int] = {}
+        self.answers: list[int | None] = []
 
-    def observe_proxy(self, status: int | None, seconds: float) -> None:
+    def observe_proxy(self, status: int | None, seconds: float, model: str | None = None) -> None:
         assert seconds >= 0
         self.proxied.append(status)
+        self.models.append(model)
 
-    def dropped(self, reason: str, events: int) -> None:
-        self.drops[reason] = self.drops.get(reason, 0) + events
+    def dropped(self, reason: str, events: int, model: str | None = None) -> None:
+        self.rows[reason] = self.rows.get(reason, 0) + events
+
+    def unparsed(self, reason: str, model: str | None = None) -> None:
+        self.drops[reason] = self.drops.get(reason, 0) + 1
+
+    def uncaptured(self, status: int | None, model: str | None = None) -> None:
+        self.answers.append(status)
 
 
 @pytest.fixture(scope="module")
@@ -264,3 +278,45 @@ def test_with_shedding_off_every_capture_is_kept_however_busy_the_process(model_
     queue, metrics = run(ProxySettings(upstream=model_url, model="m", max_cpu=0.3, shed_overload=False),
                          scenario)
     assert metrics.drops == {} and len(queue.captures) == 1
+
+
+# -- issue 15: a multi-model server, answers left out, the OIP request id --------------------------
+
+
+def test_without_a_model_each_call_goes_under_the_model_its_path_names_and_errors_are_counted(model_url):
+    v2 = {"id": "oip-7", "inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP64", "data": [1.0, 3.0]}]}
+
+    async def scenario(via, proxy, direct):
+        # /invocations names no model: counted as no_model
+        for path, body, headers in (("/v1/models/sum:predict", {"instances": [[1.0, 2.0]]},
+                                     {"X-Request-Id": "a"}),
+                                    ("/v1/models/multi:predict", {"instances": [[2.0, 4.0]]}, {}),
+                                    ("/v2/models/sum/infer", v2, {}),
+                                    ("/invocations", {"dataframe_split": {"data": [[1.0]]}}, {}),
+                                    ("/v1/models/nope", {"instances": [[1.0]]}, {}),  # a 404
+                                    ("/fail", {}, {})):  # a 5xx
+            (s1, b1, h1), (s2, b2, _) = await both(via, proxy, direct, model_url, "POST", path, json=body,
+                                                   headers=headers)
+            assert (s1, b1) == (s2, b2)
+        assert s1 >= 500
+
+    queue, metrics = run(ProxySettings(upstream=model_url, model=None, model_map={"multi": "multi-v2"}),
+                         scenario)
+    got = [(c.model, c.served_model, c.request_id) for c in queue.captures]
+    assert got[0] == ("sum", None, "a") and got[2] == ("sum", None, "oip-7")
+    assert got[1][:2] == ("multi-v2", "multi") and len(got[1][2]) == 32
+    assert metrics.drops == {"no_model": 1}
+    assert sorted(metrics.answers) == [404, 503]  # each answer left out moves a counter
+    assert metrics.models == ["sum", "multi-v2", "sum", None, "nope", None]
+
+
+def test_a_configured_model_keys_every_call_and_keeps_the_served_model(model_url):
+    async def scenario(via, proxy, direct):
+        for name in ("sum", "multi"):
+            async with via.post(f"{proxy}/v1/models/{name}:predict", json={"instances": [[1.0, 2.0]]}) as r:
+                assert r.status == 200
+                await r.read()
+
+    queue, _ = run(ProxySettings(upstream=model_url, model="credit"), scenario)
+    assert [(c.model, c.served_model) for c in queue.captures] == [("credit", "sum"), ("credit", "multi")]
+    assert [e["served_model"] for c in queue.captures for e in c.events()] == ["sum", "multi"]

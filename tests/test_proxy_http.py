@@ -20,6 +20,7 @@ import socket
 import struct
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -1142,3 +1143,23 @@ def test_a_20mb_upload_to_a_slow_model_arrives_intact_and_holds_the_caller_back(
 
     env = proxied(handler, scenario)
     assert env.upstream.notes["digest"] == hashlib.sha256(payload).digest()
+
+
+def test_framing_fields_are_the_proxys_own_spelled_canonically_after_the_end_to_end_ones(proxied):
+    """Issue 15, defect 8: the README says which headers keep their spelling and which are the proxy's."""
+    def answer(message: Message) -> bytes:
+        return (b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nx-first: 1\r\nconnection: keep-alive\r\n"
+                b"content-type: application/json\r\n\r\nok")
+
+    async def scenario(env: Env) -> None:
+        reader, writer = await env.connect()
+        writer.write(request("GET", "/h", ("Host", "m"), ("X-Request-Id", "r")))
+        got = await read_response(reader)
+        assert got.body == b"ok"
+        assert got.headers == [(b"x-first", b"1"), (b"content-type", b"application/json"),
+                               (b"X-Request-Id", b"r"), (b"Content-Length", b"2")]
+
+    proxied(answering(answer), scenario)
+    readme = " ".join((Path(__file__).resolve().parent.parent / "README.md").read_text().split())
+    assert ("`Content-Length`, `Transfer-Encoding` and `Connection` come after the end-to-end headers, "
+            "spelled this way whatever the model's spelling") in readme

@@ -30,6 +30,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from collectors.extractors import FieldPolicy
 from collectors.sdk import Collector, DriftlineMiddleware
 from monitor.wire.decode import PredictionBatch, decode_predictions
+from tests.counters import assert_identity
+from tests.counters import counts as counters
 from tests.fakes import RecordingSender as BaseRecordingSender
 from tests.servers import Broker, free_port
 
@@ -66,11 +68,22 @@ def dropped(collector: Collector, reason: str) -> float:
     return metric(collector, "driftline_collector_events_dropped_total", model=collector.model, reason=reason)
 
 
-def counts(collector: Collector) -> dict[str, float]:
-    out = {name: metric(collector, f"driftline_collector_events_{name}_total", model=collector.model)
-           for name in ("captured", "sent", "failed")}
+def unparsed(collector: Collector, reason: str) -> float:
+    return metric(collector, "driftline_collector_requests_unparsed_total", reason=reason)
+
+
+def counts(collector: Collector, *, closed: bool = True) -> dict[str, float]:
+    """Rows by counter and drop reason, and requests left out unparsed (``unparsed_<reason>``);
+    once the collector is closed, the identity captured = sent + failed + dropped is asserted."""
+    body, _ = collector.metrics.exposition()
+    got = assert_identity(body, collector.model) if closed else counters(body, collector.model)
+    out = {"captured": got.captured, "sent": got.sent, "failed": got.failed}
     for reason in ("queue_full", "oversize", "shutdown", "skipped", "unparseable", "sampled_out"):
-        out[reason] = dropped(collector, reason)
+        out[reason] = got.dropped.get(reason, 0.0)
+    for reason, n in got.unparsed.items():
+        out[f"unparsed_{reason}"] = n
+    for cls, n in got.uncaptured.items():
+        out[f"uncaptured_{cls}"] = n
     return out
 
 
@@ -238,7 +251,7 @@ def test_outputs_follow_the_extractor_rules_and_values_are_converted_like_the_si
         "no-outputs": ({"a": 1}, {}),
     }
     assert events["no-outputs"]["status"] is None and events["probs"]["status"] == 200
-    assert counts(c)["unparseable"] == 0 and counts(c)["captured"] == 7
+    assert counts(c)["unparsed_unparseable"] == 0 and counts(c)["captured"] == 7
 
 
 def test_calls_that_cannot_become_a_capture_never_raise_and_are_counted_as_unparseable() -> None:
@@ -257,7 +270,7 @@ def test_calls_that_cannot_become_a_capture_never_raise_and_are_counted_as_unpar
         assert all(len(rid) == 32 for rid in ids) and len(set(ids)) == len(ids)
         assert c.log_prediction({"a": 1}, latency_ms="slow", request_id="r") == "r"  # type: ignore[arg-type]
         c.log_prediction([], None)  # an empty batch: nothing to capture, nothing lost
-    assert dropped(c, "unparseable") == len(bad) + 1
+    assert unparsed(c, "unparseable") == len(bad) + 1 and dropped(c, "unparseable") == 0
     assert counts(c)["captured"] == 0 and sender.messages == []
 
 
@@ -273,7 +286,8 @@ def test_a_new_collector_starts_no_thread_until_its_first_capture_and_sampled_ou
     c = Collector("fresh", sender=sender, sample_rate=0.0)
     c.log_prediction([{"a": 1}, {"a": 2}])
     c.log_prediction({"a": 1})
-    assert dropped(c, "sampled_out") == 3 and counts(c)["captured"] == 0
+    # rows known: captured, then dropped (issue 15: the identity holds)
+    assert dropped(c, "sampled_out") == 3 and counts(c)["captured"] == 3
     assert delivery_threads("fresh") == 0
     c = Collector("fresh", sender=sender)
     c.log_prediction({"a": 1}, request_id="first")  # starts the delivery thread
@@ -361,7 +375,8 @@ def test_the_middleware_answers_byte_for_byte_as_the_app_alone_and_its_calls_arr
     }
     assert all(v["latency_ms"] is not None and v["latency_ms"] >= 0 for v in got.values())
     c = counts(collector)
-    assert c["captured"] == c["sent"] == 3 and c["unparseable"] == c["skipped"] == c["oversize"] == 0
+    assert c["captured"] == c["sent"] == 3
+    assert c["unparsed_unparseable"] == c["unparsed_skipped"] == c["unparsed_oversize"] == 0
 
 
 def test_skipped_oversize_and_non_json_calls_are_counted_and_reach_the_app_unchanged() -> None:
@@ -385,7 +400,9 @@ def test_skipped_oversize_and_non_json_calls_are_counted_and_reach_the_app_uncha
         assert captured.headers["x-request-id"] == "kept"
     assert set(sender.events()) == {"kept"}
     c = counts(collector)
-    assert (c["skipped"], c["unparseable"], c["oversize"], c["captured"]) == (1, 1, 2, 1)
+    assert (c["unparsed_skipped"], c["unparsed_unparseable"], c["unparsed_oversize"], c["captured"]) \
+        == (1, 1, 2, 1)
+    assert c["uncaptured_4xx"] == 1  # the 400: an answer left out is counted (issue 15, defect 9)
 
 
 def test_a_streaming_response_still_streams_through_the_middleware_and_is_captured_whole() -> None:

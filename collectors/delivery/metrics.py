@@ -13,19 +13,30 @@ series, and tests can build as many as they like).  Series (``model`` comes from
 ``driftline_collector_queue_depth{model}``                     events waiting in the delivery queue
 ``driftline_collector_delivery_latency_seconds{model}``        capture time to broker ack, per event
 ``driftline_collector_proxy_latency_seconds{model,status}``    time the proxy took per request
+``driftline_collector_requests_unparsed_total{model,reason}``  requests not read into rows, by reason
+``driftline_collector_responses_uncaptured_total{model,class}`` non-2xx answers left out (no --capture-errors)
 =============================================================  =====================================
+
+Rows and requests.  ``captured``, ``sent``, ``failed`` and ``dropped`` count events (rows):
+an event is counted ``captured`` once, when its row is known, and then exactly once more, as
+sent, failed or dropped.  So, once the queue is empty and nothing is in flight, the identity
+is exact over every reason::
+
+    captured = sent + failed + sum(dropped)
 
 Drop reasons (:data:`DROP_REASONS`, every one pre-initialised at 0 per model so that
 ``rate()`` and alert rules see the series before the first drop): ``queue_full`` (the
 bounded queue was full: broker down or slow), ``oversize`` (an event larger than one
-message), ``sampled_out``, ``skipped``, ``unparseable`` and ``overload`` (decided by the
-proxy before delivery; ``overload``: the collector was over its CPU budget, so the
-capture was shed to keep answering the model's callers at full speed) and ``shutdown`` (still
-queued when the collector stopped).
+message), ``sampled_out`` (a logged prediction, whose rows are known, left out by sampling),
+``skipped``, ``unparseable`` and ``overload`` (rows that were read and then left out) and
+``shutdown`` (still queued when the collector stopped).
 
-The delivery accounting identity, once the queue is empty and nothing is in flight:
-``captured = sent + failed + dropped{queue_full, oversize, shutdown}``.  The proxy-side
-reasons count events that were never captured.
+A request that is left out before its rows are known (the proxy skips, samples or sheds it
+before parsing, its body is over the payload limit, it cannot be read, or nothing names its
+model) is counted once in ``requests_unparsed{model,reason}`` (:data:`UNPARSED_REASONS`):
+requests, not rows, and never part of the identity.  A model answer outside 2xx that is not
+captured (no ``--capture-errors``) is counted in ``responses_uncaptured{model,class}``.  Their
+``model`` is the one the call would have gone under, ``""`` when nothing named one.
 
 The proxy's ``status`` label is a class, :func:`status_class`: ``"1xx"`` ... ``"5xx"``, or
 ``"error"`` when there was no HTTP answer (connection refused, timeout).
@@ -51,7 +62,17 @@ _DROP_MEANINGS: Final = {
     "overload": "the collector was over its --max-cpu budget",
     "shutdown": "still queued when the collector stopped",
 }
+_UNPARSED_MEANINGS: Final = {
+    "skipped": "X-Driftline-Skip: 1",
+    "sampled_out": "left out by --sample-rate",
+    "overload": "over the --max-cpu budget",
+    "oversize": "a body over --max-payload-bytes",
+    "unparseable": "the payload could not be read as rows",
+    "no_model": "neither --model nor the path named a model",
+}
+UNPARSED_REASONS: Final = tuple(_UNPARSED_MEANINGS)
 STATUS_CLASSES: Final = ("1xx", "2xx", "3xx", "4xx", "5xx", "error")
+UNCAPTURED_CLASSES: Final = ("1xx", "3xx", "4xx", "5xx")
 DELIVERY_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 PROXY_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -75,8 +96,8 @@ class CollectorMetrics:
         r = self.registry
         self._captured = Counter(
             "driftline_collector_events_captured",
-            "Events handed to the delivery queue; once the queue is empty, captured = sent + failed + "
-            "dropped (reasons queue_full, oversize and shutdown).", ["model"], registry=r)
+            "Events (rows) taken in, each then counted once as sent, failed or dropped: once the queue is "
+            "empty, captured = sent + failed + dropped (every reason).", ["model"], registry=r)
         self._sent = Counter("driftline_collector_events_sent",
                              "Events acknowledged by the broker (acks=all).", ["model"], registry=r)
         self._dropped = Counter(
@@ -99,6 +120,15 @@ class CollectorMetrics:
             "Time the proxy took per request, by status class of the model's answer: 1xx..5xx, or "
             "error when there was no HTTP answer (refused, timed out).",
             ["model", "status"], buckets=PROXY_BUCKETS, registry=r)
+        self._unparsed = Counter(
+            "driftline_collector_requests_unparsed",
+            "Requests left out before their rows were known (counted per request, not per row), by reason: "
+            + ", ".join(f"{reason} ({meaning})" for reason, meaning in _UNPARSED_MEANINGS.items()) + ".",
+            ["model", "reason"], registry=r)
+        self._uncaptured = Counter(
+            "driftline_collector_responses_uncaptured",
+            "Model answers outside 2xx that were not captured (no --capture-errors), by status class.",
+            ["model", "class"], registry=r)
         self._models: set[str] = set()
         # labelled children by label values: labels() takes a lock and builds a key per call
         self._children: dict[tuple[str, ...], Any] = {}
@@ -117,6 +147,11 @@ class CollectorMetrics:
             self._dropped.labels(model, reason)
         self._queue_depth.labels(model).set(0)
         self._delivery_latency.labels(model)
+        for reason in UNPARSED_REASONS:
+            if reason != "no_model":  # a model that is named was not missing
+                self._unparsed.labels(model, reason)
+        for cls in UNCAPTURED_CLASSES:
+            self._uncaptured.labels(model, cls)
 
     def captured(self, model: str, n: int = 1) -> None:
         self._child(self._captured, "captured", model).inc(n)
@@ -131,6 +166,16 @@ class CollectorMetrics:
         if reason not in DROP_REASONS:
             raise ValueError(f"unknown drop reason {reason!r}; expected one of {', '.join(DROP_REASONS)}")
         self._child(self._dropped, "dropped", model, reason).inc(n)
+
+    def unparsed(self, model: str, reason: str) -> None:
+        """One request left out before its rows were known (``model`` "": nothing named one)."""
+        if reason not in _UNPARSED_MEANINGS:
+            raise ValueError(f"unknown reason {reason!r}; expected one of {', '.join(UNPARSED_REASONS)}")
+        self._child(self._unparsed, "unparsed", model, reason).inc()
+
+    def uncaptured(self, model: str, status: int | None) -> None:
+        """One model answer outside 2xx that was not captured."""
+        self._child(self._uncaptured, "uncaptured", model, status_class(status)).inc()
 
     def set_queue_depth(self, model: str, depth: int) -> None:
         self._child(self._queue_depth, "queue_depth", model).set(depth)
@@ -148,8 +193,13 @@ class CollectorMetrics:
             child = self._children[key] = metric.labels(*labels)
         return child
 
-    def of_model(self, model: str) -> ModelMetrics:
-        """The series of one model, as the proxy and the capture pipeline count them."""
+    def of_model(self, model: str | None) -> ModelMetrics:
+        """The series of one model (None: each call names its own, and a call that names none is
+        counted under ``model=""``), as the proxy and the capture pipeline count them."""
+        if model:
+            self.add_model(model)
+        else:
+            self._unparsed.labels("", "no_model")
         return ModelMetrics(self, model)
 
     def exposition(self, accept: str | None = None) -> tuple[bytes, str]:
@@ -163,15 +213,27 @@ class CollectorMetrics:
 
 
 class ModelMetrics:
-    """One model's view of :class:`CollectorMetrics`: the proxy's latency and the capture's drops."""
+    """One model's view of :class:`CollectorMetrics`: the proxy's latency and the capture's counts
+    (:class:`collectors.capture.DropCounter`).  ``model`` is the default of calls that name none
+    (None: the proxy's latency of such a call is labelled ``model=""``)."""
 
     __slots__ = ("_metrics", "_model")
 
-    def __init__(self, metrics: CollectorMetrics, model: str) -> None:
+    def __init__(self, metrics: CollectorMetrics, model: str | None) -> None:
         self._metrics, self._model = metrics, model
 
-    def observe_proxy(self, status: int | None, seconds: float) -> None:
-        self._metrics.observe_proxy_latency(self._model, status, seconds)
+    def observe_proxy(self, status: int | None, seconds: float, model: str | None = None) -> None:
+        self._metrics.observe_proxy_latency(model or self._model or "", status, seconds)
 
-    def dropped(self, reason: str, events: int) -> None:
-        self._metrics.dropped(self._model, reason, events)
+    def dropped(self, reason: str, events: int, model: str | None = None) -> None:
+        """Rows read and then left out: counted captured, then dropped (the identity holds)."""
+        name = model or self._model or ""
+        self._metrics.add_model(name)
+        self._metrics.captured(name, events)
+        self._metrics.dropped(name, reason, events)
+
+    def unparsed(self, reason: str, model: str | None = None) -> None:
+        self._metrics.unparsed(model or self._model or "", reason)
+
+    def uncaptured(self, status: int | None, model: str | None = None) -> None:
+        self._metrics.uncaptured(model or self._model or "", status)

@@ -41,7 +41,9 @@ When events are lost, and how they are counted (``model`` label = the capture's 
   may in fact have been written; an event counted as sent was acknowledged.
 
 Every offered event is counted once in ``captured``; when the queue is empty and nothing
-is in flight, ``captured = sent + failed + dropped{queue_full, oversize, shutdown}``.
+is in flight, ``captured = sent + failed + dropped{queue_full, oversize, shutdown}``; with the
+rows the capture pipeline counts as captured and dropped itself, the identity holds over every
+reason (:mod:`collectors.delivery.metrics`).
 """
 
 from __future__ import annotations
@@ -117,7 +119,8 @@ class Delivery:
         self.batch_events = batch_events
         self.linger_s = linger_s
         self.metrics = metrics if metrics is not None else CollectorMetrics()
-        self.metrics.add_model(model)
+        if model:  # "": every capture names its own model (a multi-model server)
+            self.metrics.add_model(model)
         self.clock = clock
         self.max_message_bytes = max_message_bytes
         self.encoding = encoding

@@ -74,7 +74,8 @@ class Exchange:
     connection it was sent on was pooled; the one retry is spent).
     """
 
-    __slots__ = ("client", "method", "target", "version", "headers", "request_id", "skip", "chunked",
+    __slots__ = ("client", "method", "target", "version", "headers", "request_id", "request_id_given", "skip",
+                 "chunked",
                  "length", "request_body", "pending", "pending_size", "request_done", "conn",
                  "reused", "retried", "started", "timer", "status", "state", "response_body",
                  "down_chunked", "close_after", "elapsed", "request_content_type", "response_content_type",
@@ -116,6 +117,7 @@ class Exchange:
         if not host:  # HTTP/1.0 needs none; 1.1 must send one
             kept.append((b"Host", client.proxy.upstream_authority))
         self.request_id: str = request_id.decode("latin-1") if request_id else new_request_id()
+        self.request_id_given = bool(request_id)  # else an OIP request's own id names its events
         self.skip = skip is not None and skip_requested(skip)
         # what the extractors need of the bodies' framing: CSV, or JSON then binary tensors
         self.request_content_type = None if content_type is None else content_type.decode("latin-1")

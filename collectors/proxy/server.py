@@ -19,7 +19,9 @@ parses the model's answers; :mod:`.corks` batches the writes of one read.
 
 What the caller sees is what the model answered: the status line, the
 end-to-end headers in their order and spelling, and the body, for every path
-and method, with keep-alive and pipelining.  Bodies stream in both
+and method, with keep-alive and pipelining.  The framing fields are the
+proxy's own (``Content-Length``, ``Transfer-Encoding``, ``Connection``: spelled
+so, after the end-to-end headers, whatever the model's spelling).  Bodies stream in both
 directions with back-pressure (a slow caller pauses the read from the
 model, a slow model pauses the read from the caller); a chunked body stays
 chunked (or is delimited by closing the connection, to an HTTP/1.0 caller).
@@ -53,7 +55,7 @@ import random
 import ssl
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol, cast
 from urllib.parse import urlsplit
@@ -88,16 +90,23 @@ class Queue(Protocol):
 
 
 class ProxyMetrics(Protocol):
-    def observe_proxy(self, status: int | None, seconds: float) -> None: ...
+    """The proxy's latency and the capture's counts (:class:`collectors.capture.DropCounter`)."""
 
-    def dropped(self, reason: str, events: int) -> None: ...
+    def observe_proxy(self, status: int | None, seconds: float, model: str | None = None) -> None: ...
+
+    def dropped(self, reason: str, events: int, model: str | None = None) -> None: ...
+
+    def unparsed(self, reason: str, model: str | None = None) -> None: ...
+
+    def uncaptured(self, status: int | None, model: str | None = None) -> None: ...
 
 
 @dataclass(frozen=True)
 class ProxySettings:
     upstream: str  # http://127.0.0.1:8080
-    model: str
+    model: str | None  # None: each call's model comes from its path (collectors.routing)
     model_version: str | None = None
+    model_map: Mapping[str, str] | None = None  # served name -> model (--model-map)
     sample_rate: float = 1.0
     max_payload_bytes: int = defaults.MAX_PAYLOAD_BYTES
     capture_errors: bool = False
@@ -116,7 +125,7 @@ class ProxySettings:
     @property
     def capture(self) -> CaptureSettings:
         """What is captured of the calls, and how."""
-        return CaptureSettings(model=self.model, model_version=self.model_version,
+        return CaptureSettings(model=self.model, model_version=self.model_version, model_map=self.model_map,
                                sample_rate=self.sample_rate, capture_errors=self.capture_errors,
                                protocol=self.protocol, generic=self.generic,
                                feature_names=self.feature_names, output_names=self.output_names,
@@ -430,7 +439,12 @@ class Proxy:
             self.corks.later(self.capturer.exchange, exchange)
 
     def _observe(self, exchange: Exchange) -> None:
-        self.metrics.observe_proxy(exchange.status, exchange.elapsed)
+        if self.settings.model:
+            self.metrics.observe_proxy(exchange.status, exchange.elapsed)
+        else:  # a multi-model server: labelled by the path's model
+            resolved = self.capturer.model_of(exchange.path)
+            self.metrics.observe_proxy(exchange.status, exchange.elapsed,
+                                       resolved.model if resolved is not None else None)
 
 
 def _json_string(text: str) -> bytes:

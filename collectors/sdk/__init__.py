@@ -58,10 +58,11 @@ What it promises (see :mod:`collectors.delivery.queue` for the details):
   JSON text.  A :class:`~collectors.extractors.FieldPolicy` drops or hashes personal fields
   before anything is queued.
 * **Same metrics** (:class:`~collectors.delivery.metrics.CollectorMetrics`, on its own registry:
-  expose ``collector.metrics.exposition()``).  Calls that are not captured are counted as
-  dropped: ``unparseable`` (values that cannot become a capture; logged at debug),
-  ``sampled_out``, and for the middleware ``skipped`` (``X-Driftline-Skip: 1``) and
-  ``oversize`` (a body over ``max_payload_bytes``).
+  expose ``collector.metrics.exposition()``).  A logged prediction left out by sampling is
+  counted as rows, captured and then dropped (``sampled_out``); a call left out before its rows
+  are known counts one request in ``requests_unparsed``: ``unparseable`` (values that cannot
+  become a capture; logged at debug), and for the middleware ``skipped``
+  (``X-Driftline-Skip: 1``), ``sampled_out`` and ``oversize`` (a body over ``max_payload_bytes``).
 * **Thread-safe**: call it from any number of threads (and from async code).
 
 Fork-based servers (gunicorn ``--preload``): threads do not survive ``fork``, so start

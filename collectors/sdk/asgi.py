@@ -170,7 +170,7 @@ class DriftlineMiddleware:
                 response_header_length=response.header_length))
         except Exception:  # never into the app: the response has been sent already
             log.exception("capturing request %s failed", request_id)
-            self.capturer.drops.dropped("unparseable", 1)
+            self.capturer.drops.unparsed("unparseable")
 
 
 class _Response:

@@ -239,7 +239,7 @@ class Collector:
         ``prediction``) or a list of values (``prediction_0``, ...); for a batch, one such
         item per row, or a mapping of columns with one value per row.  ``None`` leaves the
         outputs empty.  Never blocks and never raises: a call that cannot be turned into a
-        capture is counted as dropped (``unparseable``) and logged at debug level.
+        capture is counted (``requests_unparsed{reason="unparseable"}``) and logged at debug level.
         """
         rid = uuid.uuid4().hex if request_id is None or request_id == "" else str(request_id)
         try:
@@ -249,7 +249,7 @@ class Collector:
         except Exception as exc:  # whatever the app hands over: count it, never raise into the model
             detail = str(exc) if isinstance(exc, ExtractError) else type(exc).__name__
             log.debug("prediction %s of %s not captured: %s", rid, self.model, detail)
-            self._capturer.drops.dropped("unparseable", 1)
+            self._capturer.drops.unparsed("unparseable")
             return rid
         try:
             self._capturer.logged(rows, rid, latency, code)

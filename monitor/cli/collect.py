@@ -22,8 +22,14 @@ def _names(text: str | None) -> tuple[str, ...]:
 def collect(
     upstream: Annotated[str, typer.Option(help="the model server, e.g. http://127.0.0.1:8080",
                                           envvar=_env("UPSTREAM"))],
-    model: Annotated[str, typer.Option(help="model name (the Kafka key)", envvar=_env("MODEL"))],
     kafka: Annotated[str, typer.Option(help="Kafka bootstrap servers", envvar=_env("KAFKA"))],
+    model: Annotated[str | None, typer.Option(
+        help="model name (the Kafka key) of every request; without it, the name in each request's path "
+             "(/v1/models/<name>, /v2/models/<name>[/versions/<v>]), and a request whose path names "
+             "none is counted, not captured", envvar=_env("MODEL"))] = None,
+    model_map: Annotated[str | None, typer.Option(
+        help="served=configured,...: events of the model a path names go under the configured name "
+             "(before --model)", envvar=_env("MODEL_MAP"))] = None,
     listen: Annotated[str, typer.Option(help="HOST:PORT the proxy listens on",
                                         envvar=_env("LISTEN"))] = defaults.LISTEN,
     metrics_port: Annotated[int, typer.Option(help="port of /metrics and /healthz", min=0, max=65535,
@@ -84,6 +90,7 @@ def collect(
 
     from collectors.extractors import PROTOCOLS, ExtractError, FieldPolicy, GenericSpec, compile_spec
     from collectors.proxy.server import ProxySettings
+    from collectors.routing import parse_model_map
     from collectors.sidecar import SidecarSettings, run
 
     logging.basicConfig(level=log_level.upper(),
@@ -94,6 +101,12 @@ def collect(
         raise fail(f"--upstream must be an http:// or https:// URL; got {upstream!r}")
     if protocol not in ("auto", *PROTOCOLS):
         raise fail(f"--protocol must be auto or one of {', '.join(PROTOCOLS)}; got {protocol!r}")
+    if model is not None and not model.strip():
+        raise fail("--model must not be empty; leave it out to take each request's model from its path")
+    try:
+        renames = parse_model_map(model_map)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
     if drop_policy not in ("newest", "oldest"):
         raise fail(f"--drop-policy must be newest or oldest; got {drop_policy!r}")
     generic = None
@@ -111,7 +124,8 @@ def collect(
     policy = FieldPolicy(drop=drop, hash=hashed, salt=hash_salt.encode()) if drop or hashed else None
     names, outputs = _names(feature_names) or None, _names(output_names) or None
     settings = SidecarSettings(
-        proxy=ProxySettings(upstream=upstream, model=model, model_version=model_version,
+        proxy=ProxySettings(upstream=upstream, model=model.strip() if model else None,
+                            model_version=model_version, model_map=renames or None,
                             sample_rate=sample_rate, max_payload_bytes=max_payload_bytes,
                             capture_errors=capture_errors, protocol=protocol, generic=generic,
                             feature_names=names, output_names=outputs, policy=policy,

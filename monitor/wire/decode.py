@@ -13,7 +13,10 @@ A message may instead hold one event, its fields at the top level next to
 ``labels`` holding ``{"request_id", "ts", "target"}``.  Required: ``schema``,
 ``model`` (a non-empty string) and, per event, ``ts`` (epoch ms, int or
 float, finite, >= 0; floats are floored) and ``inputs`` (an object); a label
-also needs ``request_id`` and a scalar, non-null ``target``.  Unknown keys are
+also needs ``request_id`` and a scalar, non-null ``target``.  Optional per event:
+``request_id``, ``outputs``, ``latency_ms``, ``status`` and ``served_model`` (a string: the
+model named by the call's path on a multi-model server, when the collector keys the events by
+another name).  Unknown keys are
 ignored so producers may add fields.  Feature values are not checked here: the
 windower counts values it cannot use.
 
@@ -91,6 +94,7 @@ class _Event(msgspec.Struct, gc=False):  # gc=False: decoded data holds no refer
     outputs: dict[str, Any] = {}
     latency_ms: float | None = None
     status: int | str | None = None
+    served_model: str | None = None
 
 
 class _Predictions(msgspec.Struct):
@@ -136,6 +140,8 @@ class PredictionBatch:
     outputs: tuple[Mapping[str, Any], ...]
     latency_ms: npt.NDArray[np.float64]
     status: tuple[int | str | None, ...]
+    #: per event, the model the call's path named on a multi-model server (None: not given)
+    served_models: tuple[str | None, ...] = ()
 
     @property
     def n(self) -> int:
@@ -179,6 +185,7 @@ def decode_predictions(
         outputs=tuple(e.outputs for e in events),
         latency_ms=latency,
         status=tuple(e.status for e in events),
+        served_models=tuple(e.served_model for e in events),
     )
 
 
