@@ -398,6 +398,59 @@ def test_binary_bodies_and_csv_never_raise_anything_but_extract_error(tensors, t
             pass
 
 
+# -- through the SDK's ASGI middleware --------------------------------------------------------------------
+
+
+def test_the_asgi_middleware_hands_the_content_type_and_header_lengths_to_the_extractors():
+    from collectors.sdk import Collector, DriftlineMiddleware
+    from tests.test_sdk import RecordingSender
+
+    answers = {"/invocations": ([(b"content-type", b"application/json")], b'{"predictions": [0, 1]}'),
+               V2: ([(b"content-type", b"application/octet-stream"),
+                     (b"inference-header-content-length", str(len(BINARY_RESPONSE_HEADER)).encode())],
+                    BINARY_RESPONSE)}
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        while (await receive()).get("more_body"):
+            pass
+        headers, body = answers[scope["path"]]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    collector = Collector("m", sender=RecordingSender())
+    middleware = DriftlineMiddleware(app, collector=collector)
+    captured: list[Any] = []
+    middleware.capturer.offer = captured.append
+
+    async def call(path: str, headers: list[tuple[bytes, bytes]], body: bytes) -> bytes:
+        sent: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        await middleware({"type": "http", "method": "POST", "path": path, "headers": headers}, receive, send)
+        return b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+
+    async def main() -> None:
+        got = await call("/invocations", [(b"content-type", b"text/csv")], MLFLOW_CSV)
+        assert got == b'{"predictions": [0, 1]}'
+        got = await call(V2, [(b"content-type", b"application/octet-stream"),
+                              (b"inference-header-content-length", str(len(BINARY_REQUEST_HEADER)).encode())],
+                         BINARY_REQUEST)
+        assert got == BINARY_RESPONSE
+
+    try:
+        asyncio.run(main())
+    finally:
+        collector.close()
+    csv_capture, binary_capture = captured
+    assert [dict(i.inputs)["city"] for i in csv_capture.instances] == ["Paris", "Lyon, FR"]
+    assert [dict(i.outputs)["label"] for i in binary_capture.instances] == ["no", "yes!"]
+
+
 # -- through the real proxy -------------------------------------------------------------------------------
 
 
