@@ -150,6 +150,15 @@ def test_every_datatype_decodes_row_major_to_its_python_type(datatype: str, raw:
     assert [typed(x) for x, _ in got] == [typed({"x": v}) for v in expected]
 
 
+def test_infinities_and_nan_are_float32_values_and_a_finite_value_beyond_the_range_is_not():
+    header = b'{"inputs":[{"name":"x","shape":[3],"datatype":"FP32","parameters":{"binary_data_size":12}}]}'
+    got = rows(V2, header + struct.pack("<3f", float("inf"), float("-inf"), 1.0), b"",
+               request_header_length=len(header))
+    assert [x["x"] for x, _ in got] == [float("inf"), float("-inf"), 1.0]
+    beyond = b'{"inputs":[{"name":"x","shape":[2],"datatype":"FP32","data":[1e39,1]}]}'
+    assert "range of FP32" in refused("mismatch", V2, beyond, b"")
+
+
 def test_a_binary_tensor_of_higher_rank_is_reshaped_row_major():
     header = (b'{"inputs":[{"name":"img","shape":[2,2,2],"datatype":"UINT8",'
               b'"parameters":{"binary_data_size":8}}]}')

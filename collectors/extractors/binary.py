@@ -160,7 +160,8 @@ def cast(datatype: Any, values: list[Any], label: str) -> list[Any]:
         except OverflowError:
             raise ExtractError("mismatch", f"{label} has a value beyond the range of {datatype}") from None
         limit = _FLOAT_MAX[datatype]
-        if out and limit != math.inf and any(abs(v) > limit for v in out if math.isfinite(v)):
+        if (out and limit != math.inf and (max(out) > limit or min(out) < -limit)  # cheap, then exact:
+                and any(abs(v) > limit for v in out if math.isfinite(v))):  # infinities are in range
             raise ExtractError("mismatch", f"{label} has a value beyond the range of {datatype}")
         return out
     if datatype == "BYTES":

@@ -35,6 +35,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
 from collectors.events import Scalar
@@ -118,13 +119,21 @@ def tensor_rows(tensor: Any, role: str,
             raise ExtractError("mismatch", f"{label} has {k} columns but feature_names has "
                                            f"{len(feature_names)} names")
         names: Sequence[str] = feature_names
-    elif k == 1:
-        names = [name]
     else:
-        names = [f"{name}_{j}" for j in range(k)]
+        names = _column_names(name, k)
     if len(inner) > 1:
         return [{names[0]: scalar(_nest(flat[i * per:(i + 1) * per], inner))} for i in range(n)]
-    return [{names[j]: scalar(flat[i * k + j]) for j in range(k)} for i in range(n)]
+    # cast() has made every value a str, int, float or bool: kept as they are
+    if k == 1:
+        only = names[0]
+        return [{only: v} for v in flat]
+    return [dict(zip(names, flat[i * k:(i + 1) * k], strict=True)) for i in range(n)]
+
+
+@lru_cache(maxsize=256)
+def _column_names(name: str, k: int) -> tuple[str, ...]:
+    """``(name,)`` for one column, else ``name_0 .. name_{k-1}``."""
+    return (name,) if k == 1 else tuple(f"{name}_{j}" for j in range(k))
 
 
 def tensors_rows(tensors: list[Any], role: str, feature_names: Sequence[str] | None = None,
