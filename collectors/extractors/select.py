@@ -2,7 +2,10 @@
 
 :func:`extract` parses both bodies with ``msgspec.json.decode`` (a body that
 is not JSON is ``not_json``; an empty response body means no response and
-leaves the outputs empty), picks the protocol and runs its extractor.
+leaves the outputs empty), picks the protocol and runs its extractor.  A body
+with an ``Inference-Header-Content-Length`` is JSON up to that length and
+binary tensors after it (:mod:`collectors.extractors.binary`); a request whose
+``Content-Type`` is CSV is MLflow's (:func:`collectors.extractors.mlflow.csv_request`).
 
 ``protocol="auto"`` picks, in this order:
 
