@@ -319,8 +319,12 @@ def _conditions(config: Config, model: ModelConfig, alert: str) -> Iterator[Rule
         intended = "|".join(INTENDED_DROP_REASONS)
         dropped = (f"driftline_collector_events_dropped_total{{model={promql_string(name)},"
                    f"reason!~{promql_string(intended)}}}")
+        # requests left out before their rows were read (oversize, unparseable, overload: issue 15)
+        unparsed = (f"driftline_collector_requests_unparsed_total{{model={promql_string(name)},"
+                    f"reason!~{promql_string(intended)}}}")
         yield (
-            f"sum by (model, reason) (increase({dropped}[{DROP_RANGE}])) > 0",
+            f"sum by (model, reason) (increase({dropped}[{DROP_RANGE}])) > 0 or "
+            f"sum by (model, reason) (increase({unparsed}[{DROP_RANGE}])) > 0",
             for_s,
             {},
             {"summary": f"{name}: the collector drops events ({{{{ $labels.reason }}}})",

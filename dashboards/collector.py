@@ -27,7 +27,8 @@ from monitor.config import Config
 
 M = 'model=~"$model"'
 RATE = "$__rate_interval"
-#: The drop reason of a capture shed because the collector was over its CPU budget.
+#: The reason of a capture shed because the collector was over its CPU budget (counted per request,
+#: in ``driftline_collector_requests_unparsed_total``: the rows of a shed call are never read).
 OVERLOAD = "overload"
 
 
@@ -87,24 +88,28 @@ def build(config: Config, uid: str, fleet_uid: str, model_uid: str, datasource_u
                                "C", "{{model}} failed"))
             .override_by_query("C", [fixed(RED)]))
     drops = (_series(ids, "Dropped by reason",
-                     "Per second, events dropped on purpose, by reason: queue_full (broker down or slow), "
-                     "oversize, unparseable, overload (shed to keep the model fast), shutdown; sampled_out "
+                     "Per second, events (rows) dropped, by reason: queue_full (broker down or slow), "
+                     "oversize, shutdown; and requests left out before their rows were read (requests): "
+                     "oversize, unparseable, no_model, overload (shed to keep the model fast); sampled_out "
                      "and skipped are the configuration working as intended.")
              .draw_style(viz.GraphDrawStyle.BARS)
              .fill_opacity(60)
              .stacking(viz_builders.StackingConfig().mode(viz.StackingMode.NORMAL))
              .with_target(query(f"sum by (model, reason) "
                                 f"(rate(driftline_collector_events_dropped_total{{{M}}}[{RATE}])) > 0",
-                                "A", "{{model}} {{reason}}")))
+                                "A", "{{model}} {{reason}}"))
+             .with_target(query(f"sum by (model, reason) "
+                                f"(rate(driftline_collector_requests_unparsed_total{{{M}}}[{RATE}])) > 0",
+                                "B", "{{model}} {{reason}} (requests)")))
     shed = (stat.Panel()
             .id(ids.next())
             .title("Shed for overload")
-            .description("Captures shed in the selected range because the collector was over its CPU "
-                         "budget (drop reason overload): the model's callers were answered at full speed, "
-                         "the monitor did not see these events.")
+            .description("Requests whose capture was shed in the selected range because the collector was "
+                         "over its CPU budget (reason overload): the model's callers were answered at full "
+                         "speed, the monitor did not see these calls.")
             .datasource(DATASOURCE)
             .span(6).height(8)
-            .with_target(query("sum(increase(driftline_collector_events_dropped_total"
+            .with_target(query("sum(increase(driftline_collector_requests_unparsed_total"
                                f'{{{M},reason="{OVERLOAD}"}}'
                                "[$__range]))", "A", instant=True))
             .unit("short").decimals(0)

@@ -84,6 +84,8 @@ def build(config: Config, uid: str, model_uid: str, collector_uid: str,
         ("G", "Consumer lag", "max by (model) (driftline_model_consumer_lag_messages)"),
         ("H", "Collector drops/s",
          "sum by (model) (rate(driftline_collector_events_dropped_total"
+         '{reason!~"sampled_out|skipped"}[5m])) + '
+         "sum by (model) (rate(driftline_collector_requests_unparsed_total"
          '{reason!~"sampled_out|skipped"}[5m]))'),
         ("I", "Firing alerts", 'count by (model) (ALERTS{alertstate="firing",alertname=~"Driftline.*"})'),
     ]
@@ -95,9 +97,9 @@ def build(config: Config, uid: str, model_uid: str, collector_uid: str,
                   "One row per model, from the latest evaluated window. Dataset drift is the configured "
                   "dataset-drift rule; Performance is the model's main metric (its first with a min, else "
                   "its first with a max) and Bound that limit; Headroom is how far inside the bound it is "
-                  "(red below 0). Events/s is the monitor's intake, Collector drops/s counts drops other "
-                  "than sampling and opt-outs, Firing alerts counts driftline alerts in Prometheus's "
-                  "ALERTS series. Click a model for its drill-down.")
+                  "(red below 0). Events/s is the monitor's intake, Collector drops/s counts dropped rows "
+                  "and requests left out unread, other than sampling and opt-outs, Firing alerts counts "
+                  "driftline alerts in Prometheus's ALERTS series. Click a model for its drill-down.")
               .datasource(DATASOURCE)
               .span(24).height(9)
               .targets([query(expr, ref, instant=True, table=True) for ref, _, expr in columns])

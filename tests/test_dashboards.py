@@ -547,8 +547,10 @@ def exposition(n: int, now: float) -> str:
         f"driftline_collector_events_captured_total{{{m}}} {100 * n}",
         f"driftline_collector_events_sent_total{{{m}}} {98 * n}",
         f"driftline_collector_events_failed_total{{{m}}} {n}",
-        f'driftline_collector_events_dropped_total{{{m},reason="overload"}} {n}',
+        f'driftline_collector_events_dropped_total{{{m},reason="queue_full"}} {n}',
         f'driftline_collector_events_dropped_total{{{m},reason="sampled_out"}} 0',
+        f'driftline_collector_requests_unparsed_total{{{m},reason="overload"}} {n}',
+        f'driftline_collector_requests_unparsed_total{{{m},reason="sampled_out"}} 0',
         f"driftline_collector_queue_depth{{{m}}} 4",
         *(f'driftline_collector_delivery_latency_seconds_bucket{{{m},le="{le}"}} {n * c}'
           for le, c in (("0.01", 5), ("0.1", 9), ("+Inf", 10))),

@@ -244,6 +244,25 @@ def test_a_monitor_that_disappears_is_never_taken_for_no_drift(tmp_path):
     ])
 
 
+def test_a_collector_leaving_requests_unread_fires_with_the_reason_but_sampling_does_not(tmp_path):
+    """Issue 15: requests left out before their rows were read are counted per request, in
+    requests_unparsed; the drop alert watches them too (sampled_out and skipped never alert)."""
+    def unparseable_from_10m(minute: int, metrics: CollectorMetrics) -> None:
+        metrics.add_model(MODEL)
+        metrics.unparsed(MODEL, "sampled_out")
+        if minute >= 10:
+            metrics.unparsed(MODEL, "unparseable")
+
+    series = timeline([healthy(m) for m in range(30)], unparseable_from_10m)
+    promtool_test(tmp_path, "collector unparsed", series, [
+        *quiet("9m", "DriftlineCollectorDropping"),
+        fires("20m", "DriftlineCollectorDropping", {"reason": "unparseable", "severity": "warning"},
+              "flight-delay: the collector drops events (unparseable)",
+              "The collectors of flight-delay dropped 5 events in the last 5m for reason unparseable "
+              "(threshold: any drop; sampled_out and skipped are intended and never alert)."),
+    ])
+
+
 def test_a_collector_dropping_events_on_a_full_queue_fires_with_the_reason(tmp_path):
     def queue_full_from_10m(minute: int, metrics: CollectorMetrics) -> None:
         if minute >= 10:
