@@ -153,6 +153,14 @@ def model_app(collector: Collector | None = None, **options: Any) -> FastAPI:
             return JSONResponse({"error": "no instances"}, status_code=400)
         return {"predictions": [score(r) for r in body["instances"]], "model_name": name}
 
+    @app.post("/v2/models/{name}/infer")
+    async def infer(name: str, request: Request) -> Any:
+        body = await request.json()
+        [tensor] = body["inputs"]
+        return {"model_name": name, "id": body.get("id", ""),
+                "outputs": [{"name": "y", "shape": [tensor["shape"][0]], "datatype": "FP64",
+                             "data": [2.0 * x for x in tensor["data"]]}]}
+
     @app.post("/echo")
     async def echo(request: Request) -> PlainTextResponse:
         return PlainTextResponse((await request.body()).decode("latin-1"))
@@ -447,3 +455,17 @@ def test_the_middleware_passes_other_asgi_traffic_through_and_rejects_bad_option
         with pytest.raises(ValueError):
             DriftlineMiddleware(app, collector=collector, **options)
     collector.close()
+
+
+def test_the_middleware_names_an_oip_call_without_x_request_id_by_the_bodys_id() -> None:
+    """Issue 15, defect 7: the request id of the events is X-Request-Id, else the OIP body's id."""
+    sender = RecordingSender()
+    body = {"id": "oip-5", "inputs": [{"name": "x", "shape": [2], "datatype": "FP64", "data": [1.0, 2.0]}]}
+    with Collector("m", sender=sender) as collector, serve(model_app(collector)) as url, \
+            httpx.Client(timeout=10) as http:
+        plain = http.post(f"{url}/v2/models/m/infer", json=body)
+        assert plain.status_code == 200 and len(plain.headers["x-request-id"]) == 32
+        named = http.post(f"{url}/v2/models/m/infer", json=body, headers={"X-Request-Id": "hdr"})
+        assert named.headers["x-request-id"] == "hdr"
+    assert set(sender.events()) == {"oip-5/0", "oip-5/1", "hdr/0", "hdr/1"}
+    counts(collector)  # the identity holds

@@ -113,6 +113,7 @@ class DriftlineMiddleware:
         started = time.perf_counter()
         headers: list[tuple[bytes, bytes]] = list(scope.get("headers") or ())
         request_id = _header(headers, _REQUEST_ID) or ""
+        given = bool(request_id)  # else an OIP request's own id names its events (the capture's rule)
         if not request_id:
             request_id = uuid.uuid4().hex
             scope = dict(scope)
@@ -133,7 +134,7 @@ class DriftlineMiddleware:
             await self.app(scope, replayed, response.send)
         finally:
             if response.complete:
-                self._capture(scope, request_id, body, response, time.perf_counter() - started)
+                self._capture(scope, request_id, body, response, time.perf_counter() - started, given)
 
     async def _read_body(self, headers: list[tuple[bytes, bytes]], receive: Receive
                          ) -> tuple[bytes | None, deque[Message]]:
@@ -158,12 +159,12 @@ class DriftlineMiddleware:
                 return b"".join(parts), replay
 
     def _capture(self, scope: Scope, request_id: str, body: bytes | None, response: _Response,
-                 elapsed: float) -> None:
+                 elapsed: float, given: bool = True) -> None:
         try:
             headers = scope.get("headers") or ()
             self.capturer.exchange(RecordedExchange(
                 status=response.status, path=scope.get("path", "/"), request_body=body,
-                response_body=response.body, request_id=request_id, elapsed=elapsed,
+                response_body=response.body, request_id=request_id, elapsed=elapsed, request_id_given=given,
                 request_content_type=_header(headers, b"content-type"),
                 response_content_type=response.content_type,
                 request_header_length=_header(headers, _HEADER_LENGTH),
