@@ -21,7 +21,14 @@ from typing import Any
 
 import pytest
 
-from tests.real_servers import RealServer, kserve_server, mlflow_server  # noqa: F401 (fixtures)
+from tests.real_servers import (  # noqa: F401 (fixtures)
+    InstallError,
+    RealServer,
+    ServerVenv,
+    ensure_venv,
+    kserve_server,
+    mlflow_server,
+)
 
 pytestmark = pytest.mark.slow
 ANSWERS = Path(__file__).resolve().parent / "fixtures" / "real_server_answers"
@@ -255,3 +262,18 @@ def test_mlflow_pyfunc_answers_each_documented_format_with_a_record_per_row(
     assert answer.status == 200, answer.body
     assert answer.json() == {"predictions": [{"score": 93.0005, "label": "high"},
                                              {"score": 42.0, "label": "low"}]}
+
+
+# --- the venv cache --------------------------------------------------------------------------
+
+
+def test_a_failed_server_install_says_what_failed_in_one_line_and_names_its_log(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DRIFTLINE_SERVER_VENVS", str(tmp_path / "venvs"))
+    broken = ServerVenv("broken", "0", (str(tmp_path / "no-such-project"),), (("broken", "0"),))
+    with pytest.raises(InstallError) as raised:
+        ensure_venv(broken)
+    message = str(raised.value)
+    assert "\n" not in message and message.startswith("broken: pip install ")
+    assert f"(log: {tmp_path / 'venvs' / 'broken-0.install.log'})" in message
+    assert not (broken.path / ".driftline-venv.json").exists()  # never taken for a ready venv
