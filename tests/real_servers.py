@@ -28,6 +28,7 @@ show it.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import fcntl
 import hashlib
@@ -36,6 +37,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -172,6 +174,22 @@ def _run_logged(args: list[str], log: Path, deadline: float, what: str, venv: Se
                            f"(log: {log})")
 
 
+_POOL = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="server-venv")
+_INSTALLS: dict[str, concurrent.futures.Future[float | None]] = {}
+_INSTALLS_LOCK = threading.Lock()
+
+
+def installed(venv: ServerVenv) -> float | None:
+    """:func:`ensure_venv` for ``venv``, once per test process; the first call starts every
+    server's install at once (about 2 and 3 minutes apart, 3 or so side by side), so a run
+    that needs both pays for the longer one only."""
+    with _INSTALLS_LOCK:
+        for each in (venv, KSERVE, MLFLOW):
+            if each.name not in _INSTALLS:
+                _INSTALLS[each.name] = _POOL.submit(ensure_venv, each)
+    return _INSTALLS[venv.name].result()
+
+
 def _site_packages(venv: ServerVenv) -> list[str]:
     return [str(p) for p in sorted((venv.path / "lib").glob("python*/site-packages"))]
 
@@ -233,7 +251,7 @@ class RealServer:
 def start_kserve(workdir: Path) -> RealServer:
     """``tests/fixtures/kserve_models.py`` (a ``kserve.ModelServer`` serving ``sum`` and
     ``multi``) on a free loopback HTTP port, gRPC off; waits until both models are ready."""
-    install_s = ensure_venv(KSERVE)
+    install_s = installed(KSERVE)
     port = free_port()
     proc = Process([KSERVE.python, KSERVE_SCRIPT, "--http_port", str(port)], workdir,
                    name=f"kserve-{port}", env={"PYTHONUNBUFFERED": "1"}, cwd=workdir)
@@ -279,7 +297,7 @@ def save_mlflow_models(workdir: Path) -> dict[str, Path]:
 def start_mlflow(workdir: Path) -> RealServer:
     """``mlflow models serve --env-manager local`` for each saved model, on free loopback ports;
     both start at once (each takes 10-40 s to import mlflow twice and load its model)."""
-    install_s = ensure_venv(MLFLOW)
+    install_s = installed(MLFLOW)
     models = save_mlflow_models(workdir)
     server = RealServer("mlflow", MLFLOW_VERSION, {}, install_s)
     try:
