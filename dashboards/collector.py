@@ -89,9 +89,9 @@ def build(config: Config, uid: str, fleet_uid: str, model_uid: str, datasource_u
             .override_by_query("C", [fixed(RED)]))
     drops = (_series(ids, "Dropped by reason",
                      "Per second, events (rows) dropped, by reason: queue_full (broker down or slow), "
-                     "oversize, shutdown; and requests left out before their rows were read (requests): "
-                     "oversize, unparseable, no_model, overload (shed to keep the model fast); sampled_out "
-                     "and skipped are the configuration working as intended.")
+                     "oversize, shutdown, sampled_out (SDK); and requests left out before their rows were "
+                     "read (requests): oversize, unparseable, no_model, overload (shed to keep the model "
+                     "fast); sampled_out and skipped are the configuration working as intended.")
              .draw_style(viz.GraphDrawStyle.BARS)
              .fill_opacity(60)
              .stacking(viz_builders.StackingConfig().mode(viz.StackingMode.NORMAL))

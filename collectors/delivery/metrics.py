@@ -27,9 +27,8 @@ is exact over every reason::
 Drop reasons (:data:`DROP_REASONS`, every one pre-initialised at 0 per model so that
 ``rate()`` and alert rules see the series before the first drop): ``queue_full`` (the
 bounded queue was full: broker down or slow), ``oversize`` (an event larger than one
-message), ``sampled_out`` (a logged prediction, whose rows are known, left out by sampling),
-``skipped``, ``unparseable`` and ``overload`` (rows that were read and then left out) and
-``shutdown`` (still queued when the collector stopped).
+message), ``sampled_out`` (a prediction the SDK logged, whose rows are known, left out by
+sampling) and ``shutdown`` (still queued when the collector stopped).
 
 A request that is left out before its rows are known (the proxy skips, samples or sheds it
 before parsing, its body is over the payload limit, it cannot be read, or nothing names its
@@ -51,15 +50,11 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from monitor.runtime import exposition
 
-DROP_REASONS: Final = ("queue_full", "oversize", "sampled_out", "skipped", "unparseable", "overload",
-                       "shutdown")
+DROP_REASONS: Final = ("queue_full", "oversize", "sampled_out", "shutdown")
 _DROP_MEANINGS: Final = {
     "queue_full": "the delivery queue was full: broker down or slow",
-    "oversize": "larger than one message, or a payload over --max-payload-bytes",
-    "sampled_out": "left out by --sample-rate",
-    "skipped": "the request said X-Driftline-Skip: 1",
-    "unparseable": "the payload could not be read as events",
-    "overload": "the collector was over its --max-cpu budget",
+    "oversize": "an event larger than one message, or a capture larger than the whole queue",
+    "sampled_out": "a logged prediction left out by the SDK's sample_rate",
     "shutdown": "still queued when the collector stopped",
 }
 _UNPARSED_MEANINGS: Final = {
