@@ -348,3 +348,26 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealServ
         yield server
     finally:
         server.stop()
+
+
+def _prepare() -> int:
+    """``python -m tests.real_servers --prepare``: build both servers' venvs now (``.ci/test``
+    starts it in the background, so the installs overlap the linters and the first tests; the
+    fixtures then wait on the lock instead of installing)."""
+    failed = 0
+    futures = [(v.name, _POOL.submit(ensure_venv, v)) for v in (KSERVE, MLFLOW)]  # side by side
+    for name, future in futures:
+        try:
+            spent = future.result()
+        except InstallError as exc:
+            print(f"{name}: {exc}", file=sys.stderr)
+            failed = 1
+            continue
+        print(f"{name}: {'reused' if spent is None else f'installed in {spent:.0f} s'}")
+    return failed
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["--prepare"]:
+        sys.exit("usage: python -m tests.real_servers --prepare")
+    sys.exit(_prepare())
