@@ -115,6 +115,8 @@ def test_the_fast_demo_exits_0_and_leaves_no_process_behind(demo: Run) -> None:
 
 
 def test_january_to_march_windows_do_not_drift_and_every_july_window_drifts_on_dep_delay(demo: Run) -> None:
+    # every flight sent was captured (cancelled ones too: their missing delays are nulls)
+    assert (demo.summary["captured"], demo.summary["unparsed_requests"]) == (4000, 0)
     windows = demo.summary["windows"]
     assert len(windows) == 4  # 1,000 January-March rows, then 3,000 of July, windows of 1,000
     normal = [w for w in windows if w["phase"] == "normal"]

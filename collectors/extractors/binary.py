@@ -152,6 +152,11 @@ def cast(datatype: Any, values: list[Any], label: str) -> list[Any]:
     if not isinstance(datatype, str) or datatype not in DATATYPES:
         raise ExtractError("unknown_shape", f"{label} has an unknown datatype {_text(datatype)}")
     kinds = set(map(type, values))
+    if type(None) in kinds:
+        # JSON null is not in the protocol, but a server that accepts it (as missing) answered:
+        # keep those rows, with the value missing, rather than lose the whole call
+        present = iter(cast(datatype, [v for v in values if v is not None], label))
+        return [None if v is None else next(present) for v in values]
     if datatype.startswith(("FP", "BF")):
         if not kinds <= {float, int}:
             raise _mismatch(label, datatype, kinds)

@@ -48,6 +48,7 @@ class Snapshot:
     captured: float = 0.0
     delivered: float = 0.0
     dropped: float = 0.0
+    unparsed: float = 0.0  # requests the collector left out before reading their rows
     consumed: float = 0.0
     window_rows: int = 0
     window_fill: float = 0.0
@@ -94,6 +95,7 @@ class Observer:
             values["captured"] = total(samples, "driftline_collector_events_captured_total", model=MODEL)
             values["delivered"] = total(samples, "driftline_collector_events_sent_total", model=MODEL)
             values["dropped"] = total(samples, "driftline_collector_events_dropped_total", model=MODEL)
+            values["unparsed"] = total(samples, "driftline_collector_requests_unparsed_total", model=MODEL)
         serve = self._get(f"{self.urls['serve']}/metrics")
         if serve is not None:
             samples = parse_metrics(serve.text)

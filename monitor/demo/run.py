@@ -182,8 +182,9 @@ class Demo:
                 if replay.counters.done and deadline is None:
                     deadline = time.monotonic() + self.scenario.max_wait_s
                 if deadline is not None and time.monotonic() > deadline:
-                    what = "the receiver's dry-run decision" if alerting else "every window's verdict"
-                    return snap, f"no {what} within {self.scenario.max_wait_s:g} s of the last request"
+                    what = ("no dry-run decision from the receiver" if alerting
+                            else f"{len(snap.windows)} of {self.scenario.windows} windows evaluated")
+                    return snap, f"{what} within {self.scenario.max_wait_s:g} s of the last request"
                 if time.monotonic() > stream_deadline:
                     sent, total = replay.counters.rows_sent, replay.counters.rows_total
                     return snap, (f"the stream did not finish within {stream_budget:.0f} s "
@@ -266,6 +267,7 @@ class Demo:
                    "alerts": [dict(a.get("labels", {}), state=a.get("state")) for a in snap.alerts],
                    "actions": [dict(a) for a in snap.actions], "performance": dict(snap.performance),
                    "requests": _traffic(replay).requests, "captured": snap.captured,
+                   "unparsed_requests": snap.unparsed,
                    "report": str(report) if report.exists() else None, "summary": text,
                    "pids": self.supervisor.pids(), "timeline_s": self.timeline}
         (self.run_dir / "summary.json").write_text(json.dumps(outcome, indent=2, default=str) + "\n")

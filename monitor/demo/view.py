@@ -53,8 +53,9 @@ def traffic_panel(traffic: Traffic, snap: Snapshot) -> RenderableType:
     protocols = ", ".join(f"{n:,} {p}" for p, n in traffic.by_protocol.items())
     failed = f", [red]{traffic.failed} failed[/red]" if traffic.failed else ""
     table.add_row("requests", f"{traffic.requests:,} through the collector ({protocols}){failed}")
+    unparsed = f", [red]{snap.unparsed:,.0f} requests left out[/red]" if snap.unparsed else ""
     table.add_row("collector", f"{snap.captured:,.0f} events captured, {snap.delivered:,.0f} in Kafka, "
-                  f"{snap.dropped:,.0f} dropped")
+                  f"{snap.dropped:,.0f} dropped{unparsed}")
     table.add_row("serve", f"{snap.consumed:,.0f} events consumed; labels {traffic.labels_sent:,} posted, "
                   f"{snap.labels_joined:,.0f} joined")
     return Panel(table, title="traffic: model server <- collector -> Kafka -> driftline serve",
