@@ -36,6 +36,15 @@ of phase 2, while the computing model is CPU-bound at ~1,000 requests/s like a
 real one.  tests/model_server.py is not used: it has no sleep on the predict
 route and FastAPI's per-request overhead would blur what the 1 ms service time is.
 
+The workload (``--workload``): ``kserve-json`` (the default, above), or ``oip-binary``,
+the Open Inference Protocol's binary tensor extension as Triton's clients send it
+by default (issue 15): ``POST /v2/models/<name>/infer`` with a JSON header of
+``Inference-Header-Content-Length`` bytes followed by one FP32 input tensor of
+``--binary-shape`` (4x250: 1,000 values, 4,000 bytes) and
+``"binary_data_output": true``, so the model answers in the same form (an FP32
+output of one score per row, after its own JSON header).  Phases 1-3 run the
+same way on either; the collector runs with ``--protocol oip_v2`` for it.
+
 Optional: ``--profile`` samples the collector with py-spy (``pip install --target
 DIR py-spy``; ``--py-spy DIR/bin/py-spy``) at the fixed rate and in closed loop and
 prints where its CPU goes (by thread, by package, by function).
@@ -43,7 +52,7 @@ prints where its CPU goes (by thread, by package, by function).
 Every wait has a deadline; every process started here is stopped on exit.
 Output goes to the terminal and to benchmarks/results/collect-<date>.txt/.json.
 
-Usage: python benchmarks/bench_collect.py [--phase 1,2,3] [--outage-s 300] ...
+Usage: python benchmarks/bench_collect.py [--phase 1,2,3] [--outage-s 300] [--workload oip-binary] ...
 """
 
 from __future__ import annotations
@@ -56,11 +65,13 @@ import random
 import re
 import resource
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +80,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks._metrics import scrape  # noqa: E402  (after the path is set)
 from benchmarks._report import lines, say, summary_table, terminated_cleanly  # noqa: E402
+from collectors.delivery.metrics import DROP_REASONS, UNPARSED_REASONS  # noqa: E402
 
 MODEL = "bench"
 RATE = 500
@@ -98,6 +110,70 @@ def payload(instances: int) -> bytes:
     return json.dumps({"instances": rows}, separators=(",", ":")).encode()
 
 
+HEADER_LENGTH = "Inference-Header-Content-Length"
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One request, sent unchanged by every wrk run: its body, URL path, headers, and what the collector
+    is told it speaks."""
+
+    name: str
+    body: bytes
+    path: str
+    protocol: str
+    described: str
+    rows: int  # instances per request: the events one request should give
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def oip_binary_payload(rows: int, columns: int) -> bytes:
+    """An OIP request in the binary tensor extension: a JSON header (its length goes in
+    ``Inference-Header-Content-Length``), then ``rows`` x ``columns`` FP32 values, little-endian,
+    row-major, seeded; the response is asked for in binary too."""
+    rng = random.Random(7)
+    values = [rng.gauss(0, 10) for _ in range(rows * columns)]
+    tail = struct.pack(f"<{len(values)}f", *values)
+    tensor = {"name": "INPUT0", "shape": [rows, columns], "datatype": "FP32",
+              "parameters": {"binary_data_size": len(tail)}}
+    header = json.dumps({"id": "bench", "inputs": [tensor], "parameters": {"binary_data_output": True}},
+                        separators=(",", ":")).encode()
+    return header + tail
+
+
+def workload(args: argparse.Namespace) -> Workload:
+    if args.workload == "oip-binary":
+        rows, columns = args.binary_shape
+        body = oip_binary_payload(rows, columns)
+        header = len(body) - 4 * rows * columns
+        return Workload(
+            "oip-binary", body, f"/v2/models/{MODEL}/infer", "oip_v2",
+            f"OIP v2 binary tensor extension, one FP32 input [{rows}, {columns}] ({rows * columns:,} values, "
+            f"{4 * rows * columns:,} bytes) after a {header}-byte JSON header, binary_data_output "
+            f"(the answer: FP32 [{rows}] after its own JSON header); {len(body):,} bytes",
+            rows, {"Content-Type": "application/octet-stream", HEADER_LENGTH: str(header)})
+    body = payload(args.instances)
+    return Workload("kserve-json", body, f"/v1/models/{MODEL}:predict", "kserve_v1",
+                    f"KServe v1, {args.instances} instances x 17 features (15 numerical, 2 categorical), "
+                    f"{len(body):,} bytes of JSON", args.instances, {"Content-Type": "application/json"})
+
+
+def oip_binary_answer(header: bytes, tail: bytes) -> tuple[bytes, int]:
+    """The model's work on a binary OIP request: each row's score (sum / 10), answered as a binary
+    FP32 tensor; (body, its JSON header's length)."""
+    doc = json.loads(header)
+    tensor = doc["inputs"][0]
+    rows, columns = tensor["shape"]
+    values = struct.unpack(f"<{rows * columns}f", tail)
+    scores = [sum(values[i * columns:(i + 1) * columns]) / 10 for i in range(rows)]
+    raw = struct.pack(f"<{rows}f", *scores)
+    output = {"name": "OUTPUT0", "datatype": "FP32", "shape": [rows],
+              "parameters": {"binary_data_size": len(raw)}}
+    out = json.dumps({"model_name": MODEL, "id": doc.get("id", ""), "outputs": [output]},
+                     separators=(",", ":")).encode()
+    return out + raw, len(out)
+
+
 def child_model(args: argparse.Namespace) -> None:
     """The model server: parse the request, compute ``compute_ms`` (the CPU held, like a model's
     inference in its one worker), sleep ``service_ms`` on the loop (waiting, like a call to an
@@ -109,24 +185,37 @@ def child_model(args: argparse.Namespace) -> None:
     service_s = args.service_ms / 1000
     compute_s = args.compute_ms / 1000
 
-    async def predict(request: web.Request) -> web.Response:
-        doc = json.loads(await request.read())
+    async def work() -> None:
         if compute_s > 0:
             until = time.perf_counter() + compute_s
             while time.perf_counter() < until:
                 pass
         if service_s > 0:
             await asyncio.sleep(service_s)
+
+    async def predict(request: web.Request) -> web.Response:
+        doc = json.loads(await request.read())
+        await work()
         scores = [round(sum(v for v in row.values() if isinstance(v, float)) / 10, 6)
                   for row in doc["instances"]]
         return web.Response(body=json.dumps({"predictions": scores}).encode(),
                             content_type="application/json")
+
+    async def infer(request: web.Request) -> web.Response:
+        """OIP v2 in the binary tensor extension (the oip-binary workload)."""
+        body = await request.read()
+        length = int(request.headers[HEADER_LENGTH])
+        answer, answer_length = oip_binary_answer(body[:length], body[length:])
+        await work()
+        return web.Response(body=answer, content_type="application/octet-stream",
+                            headers={HEADER_LENGTH: str(answer_length)})
 
     async def healthz(_: web.Request) -> web.Response:
         return web.Response(text="ok")
 
     app = web.Application()
     app.router.add_post("/v1/models/{name}", predict)  # {name} takes "<model>:predict"
+    app.router.add_post("/v2/models/{name}/infer", infer)
     app.router.add_get("/healthz", healthz)
     web.run_app(app, host="127.0.0.1", port=args.port, access_log=None, print=None)
 
@@ -153,8 +242,8 @@ local function now_ms()
 end
 
 wrk.method = "POST"
-wrk.body = [==[%(body)s]==]
-wrk.headers["Content-Type"] = "application/json"
+wrk.body = "%(body)s"
+%(headers)s
 
 local rate = %(rate)s  -- requests/s per wrk thread; 0: closed loop
 if rate > 0 then
@@ -188,9 +277,17 @@ end
 """
 
 
-def wrk_script(tmp: Path, body: bytes, rate_per_thread: float) -> Path:
-    path = tmp / f"wrk-{rate_per_thread:g}.lua"
-    path.write_text(_LUA % {"body": body.decode(), "rate": f"{rate_per_thread:g}"})
+def lua_string(data: bytes) -> str:
+    """The inside of a double-quoted Lua string holding ``data`` byte for byte (binary bodies too:
+    every byte outside printable ASCII, and the quote and backslash, as a three-digit ``\\ddd``)."""
+    return "".join(chr(b) if 32 <= b < 127 and b not in (34, 92) else f"\\{b:03d}" for b in data)
+
+
+def wrk_script(tmp: Path, work: Workload, rate_per_thread: float) -> Path:
+    path = tmp / f"wrk-{work.name}-{rate_per_thread:g}.lua"
+    headers = "\n".join(f'wrk.headers["{k}"] = "{lua_string(v.encode())}"' for k, v in work.headers.items())
+    path.write_text(_LUA % {"body": lua_string(work.body), "headers": headers,
+                            "rate": f"{rate_per_thread:g}"})
     return path
 
 
@@ -232,13 +329,19 @@ def metric(samples: list[tuple[str, dict[str, str], float]], name: str, **labels
 
 
 def counters(url: str) -> dict[str, float]:
-    """The collector's delivery counters (events) and queue depth."""
+    """The collector's delivery counters (events, i.e. rows: captured = sent + failed + dropped), the
+    requests it left out before their rows were known (``unparsed_<reason>``: shed by the CPU budget
+    is ``unparsed_overload``), the non-2xx answers it did not capture, and its queue depth."""
     s = scrape(url)
     c = "driftline_collector_"
     out = {k: metric(s, f"{c}events_{k}_total") for k in ("captured", "sent", "failed")}
     out["dropped"] = metric(s, f"{c}events_dropped_total")
-    for reason in ("queue_full", "oversize", "unparseable", "shutdown"):
+    for reason in DROP_REASONS:  # queue_full, oversize, sampled_out, shutdown
         out[f"dropped_{reason}"] = metric(s, f"{c}events_dropped_total", reason=reason)
+    out["unparsed"] = metric(s, f"{c}requests_unparsed_total")
+    for reason in UNPARSED_REASONS:  # skipped, sampled_out, overload, oversize, unparseable, no_model
+        out[f"unparsed_{reason}"] = metric(s, f"{c}requests_unparsed_total", reason=reason)
+    out["uncaptured"] = metric(s, f"{c}responses_uncaptured_total")
     out["queue_depth"] = metric(s, f"{c}queue_depth")
     out["proxied"] = metric(s, f"{c}proxy_latency_seconds_count")
     out["proxy_errors"] = metric(s, f"{c}proxy_latency_seconds_count", status="error")
@@ -286,8 +389,9 @@ class Env:
         self.stack, self.tmp, self.args = stack, tmp, args
         self.logs = tmp / "logs"
         self.topic = f"predictions-{uuid.uuid4().hex[:8]}"
-        self.body = payload(args.instances)
-        self.path = f"/v1/models/{MODEL}:predict"
+        self.work = workload(args)
+        self.body = self.work.body
+        self.path = self.work.path
         self._broker: Any = None
         self._model: str | None = None
         self._nginx: str | None = None
@@ -352,7 +456,7 @@ class Env:
             proc = self._process([sys.executable, *launch, "collect", "--upstream", model,
                                   "--model", MODEL, "--kafka", broker.bootstrap,
                                   "--listen", f"127.0.0.1:{port}", "--metrics-port", str(mport),
-                                  "--topic", self.topic, "--protocol", "kserve_v1",
+                                  "--topic", self.topic, "--protocol", self.work.protocol,
                                   "--log-level", "warning", *self.args.collector_arg], "collector")
             metrics_url = f"http://127.0.0.1:{mport}"
             proc.wait_http(f"{metrics_url}/healthz", timeout=60)
@@ -442,18 +546,26 @@ def others_s(cpu: dict[str, float], wrk_cpu_s: float) -> float:
     return cpu["machine"] - wrk_cpu_s - sum(ours(cpu).values())
 
 
+def left_out(d: dict[str, float]) -> str:
+    """The requests the collector left out before reading their rows, by reason, and the non-2xx answers
+    it did not capture (``none`` when there were none)."""
+    parts = [f"{d[f'unparsed_{r}']:.0f} {r}" for r in UNPARSED_REASONS if d[f"unparsed_{r}"]]
+    if d["uncaptured"]:
+        parts.append(f"{d['uncaptured']:.0f} non-2xx answers")
+    return ", ".join(parts) or "none"
+
+
 # ---- phase 1
 
 
 def phase1(args: argparse.Namespace, env: Env) -> dict[str, Any]:
     say(f"== 1. latency at a fixed {args.rate} requests/s, {args.duration_s:g} s each ==")
     targets = env.targets()
-    script = wrk_script(env.tmp, env.body, args.rate)
-    say(f"request: KServe v1, {args.instances} instances x 17 features (15 numerical, 2 categorical), "
-        f"{len(env.body)} bytes of JSON; "
+    script = wrk_script(env.tmp, env.work, args.rate)
+    say(f"request: {env.work.described}; "
         f"model: aiohttp, {model_work(args)} per request; wrk -t 1 -c {args.connections} "
         f"with a fixed-rate schedule; {args.warmup_s:g} s warm-up before each")
-    out: dict[str, Any] = {"payload_bytes": len(env.body), "runs": {}}
+    out: dict[str, Any] = {"workload": env.work.name, "payload_bytes": len(env.body), "runs": {}}
     _, _, metrics_url = env.collector()
     for rnd in range(args.rounds):
         for name, (url, _proc) in targets.items():
@@ -476,9 +588,10 @@ def phase1(args: argparse.Namespace, env: Env) -> dict[str, Any]:
             say(f"    CPU ms per request: {per_request_ms(cpu, r['requests'])}, wrk "
                 f"{r['wrk_cpu_s'] / max(1, r['requests']) * 1e3:.3f}; load average {os.getloadavg()[0]:.2f}")
             if name == "collector":
-                say(f"    collector: {d['proxied']:.0f} proxied, {d['captured']:.0f} events captured, "
-                    f"{d['sent']:.0f} acknowledged by the broker, {d['failed']:.0f} failed, "
-                    f"{d['dropped']:.0f} dropped; queue depth now "
+                say(f"    collector: {d['proxied']:.0f} proxied, {d['captured']:.0f} events captured "
+                    f"({d['captured'] / max(1, d['proxied']):.2f} per request; {env.work.rows} per request "
+                    f"sent), {d['sent']:.0f} acknowledged by the broker, {d['failed']:.0f} failed, "
+                    f"{d['dropped']:.0f} dropped; requests not captured: {left_out(d)}; queue depth now "
                     f"{d['queue_depth'] + before['queue_depth']:.0f}")
     env.mark_rss("after phase 1")
 
@@ -517,7 +630,7 @@ def phase2(args: argparse.Namespace, env: Env) -> dict[str, Any]:
     say(f"== 2. closed-loop maximum throughput: wrk -t {args.max_threads} -c {args.max_connections}, "
         f"{args.max_duration_s:g} s each; model: {model_work(args)} per request ==")
     targets = env.targets()
-    script = wrk_script(env.tmp, env.body, 0)
+    script = wrk_script(env.tmp, env.work, 0)
     _, _, metrics_url = env.collector()
     out: dict[str, Any] = {"runs": {}}
     for name, (url, _proc) in targets.items():
@@ -541,9 +654,11 @@ def phase2(args: argparse.Namespace, env: Env) -> dict[str, Any]:
             f"(other work on the machine, approx. {others_s(cpu, r['wrk_cpu_s']):.1f}); CPU ms per request: "
             f"{per_request_ms(cpu, r['requests'])}")
         if name == "collector":
-            say(f"    collector: {d['captured']:.0f} events captured, {d['sent']:.0f} acknowledged, "
-                f"{d['failed']:.0f} failed, {d['dropped']:.0f} dropped (queue_full "
-                f"{d['dropped_queue_full']:.0f})")
+            r["shed_share"] = d["unparsed_overload"] / max(1, d["proxied"])
+            say(f"    collector: {d['proxied']:.0f} proxied, {d['captured']:.0f} events captured, "
+                f"{d['sent']:.0f} acknowledged, {d['failed']:.0f} failed, {d['dropped']:.0f} dropped "
+                f"(queue_full {d['dropped_queue_full']:.0f}); requests not captured: {left_out(d)} "
+                f"({r['shed_share']:.1%} of the proxied requests shed by the CPU budget)")
     env.mark_rss("after phase 2")
     direct = out["runs"]["direct"]["rps"]
     out["ratio"] = out["runs"]["collector"]["rps"] / direct
@@ -592,7 +707,7 @@ def phase3(args: argparse.Namespace, env: Env) -> dict[str, Any]:
         f"{args.sample_s:g} s; one wrk run per stretch, started right after the broker is killed or back")
     proc, proxy_url, metrics_url = env.collector()
     broker = env.broker
-    script = wrk_script(env.tmp, env.body, args.rate)
+    script = wrk_script(env.tmp, env.work, args.rate)
     loads: dict[str, Any] = {}
 
     def load(state: str, seconds: float) -> None:
@@ -657,8 +772,9 @@ def phase3(args: argparse.Namespace, env: Env) -> dict[str, Any]:
     at_back = next((s for s in samples if s["state"] == "back"), end)
     out["outage"] = {k: at_back[k] - at_kill[k] for k in keys}
     out["after"] = {k: end[k] - at_back[k] for k in keys}
-    out["totals"] = {k: end[k] for k in (*keys, "dropped_shutdown", "dropped_oversize", "dropped_unparseable",
-                                         "proxy_errors")}
+    out["totals"] = {k: end[k] for k in (*keys, "dropped_shutdown", "dropped_oversize", "unparsed",
+                                         "unparsed_overload", "unparsed_oversize", "unparsed_unparseable",
+                                         "uncaptured", "proxy_errors")}
     growth = (out["rss_late_growth"] or 0) / MIB
     say(f"RSS: start {out['rss_start'] / MIB:.1f} MiB, max {out['rss_max'] / MIB:.1f}, min "
         f"{out['rss_min'] / MIB:.1f}, end {out['rss_end'] / MIB:.1f} (max - min "
@@ -757,7 +873,7 @@ def profile(args: argparse.Namespace, env: Env, label: str, *, rate: float, thre
                         "--rate", str(rate_hz), "--format", "raw", "--threads", "--nonblocking",
                         "--output", str(raw)], f"py-spy-{tag}")
     time.sleep(1.0)  # attached
-    r = run_wrk(proxy_url + env.path, wrk_script(env.tmp, env.body, rate), threads=threads,
+    r = run_wrk(proxy_url + env.path, wrk_script(env.tmp, env.work, rate), threads=threads,
                 connections=connections, duration_s=seconds)
     spy.wait(seconds + 30)
     if not raw.exists():
@@ -813,8 +929,10 @@ def summary(results: dict[str, Any]) -> list[dict[str, str]]:
     if "throughput" in results:
         r = results["throughput"]
         runs = r["runs"]
+        shed = runs["collector"].get("shed_share")
         rows.append(("2. max throughput, wrk -c 32 -t 2", f">= {TARGET_THROUGHPUT_SHARE:.0%} of direct",
-                     f"{runs['collector']['rps']:,.0f} req/s",
+                     f"{runs['collector']['rps']:,.0f} req/s"
+                     + ("" if shed is None else f", {shed:.1%} of requests shed (overload)"),
                      f"direct {runs['direct']['rps']:,.0f}; nginx {runs['nginx']['rps']:,.0f} "
                      f"({r['nginx_ratio']:.0%})", f"{r['ratio']:.0%}",
                      yes(r["ratio"] >= TARGET_THROUGHPUT_SHARE)))
@@ -847,6 +965,17 @@ def summary(results: dict[str, Any]) -> list[dict[str, str]]:
     return [dict(zip(head, row, strict=True)) for row in rows]
 
 
+def shape_arg(text: str) -> tuple[int, int]:
+    rows, _, columns = text.lower().partition("x")
+    try:
+        out = int(rows), int(columns)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not ROWSxCOLUMNS, e.g. 4x250") from None
+    if min(out) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: rows and columns must be at least 1")
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--phase", default="1,2,3", help="phases to run, e.g. 1,3")
@@ -864,7 +993,13 @@ def main() -> None:
     parser.add_argument("--post-s", type=float, default=30.0,
                         help="phase 3: seconds after the broker is back")
     parser.add_argument("--sample-s", type=float, default=5.0, help="phase 3: seconds between RSS samples")
-    parser.add_argument("--instances", type=int, default=4, help="instances per request (4: about 1 KB)")
+    parser.add_argument("--workload", choices=["kserve-json", "oip-binary"], default="kserve-json",
+                        help="the request: KServe v1 JSON (default), or the Open Inference Protocol's binary "
+                             "tensor extension (one FP32 input of --binary-shape, binary output)")
+    parser.add_argument("--binary-shape", type=shape_arg, default=(4, 250),
+                        help="oip-binary: the input tensor's ROWSxCOLUMNS (default 4x250: 1,000 FP32 values)")
+    parser.add_argument("--instances", type=int, default=4,
+                        help="kserve-json: instances per request (4: about 1 KB)")
     parser.add_argument("--service-ms", type=float, default=None,
                         help="the model's sleep per request (default 1 ms, or 0 with --compute-ms)")
     parser.add_argument("--compute-ms", type=float, default=0.0,
@@ -903,6 +1038,7 @@ def main() -> None:
     nginx_version = subprocess.run([shutil.which("nginx") or "/usr/sbin/nginx", "-v"], capture_output=True,
                                    text=True).stderr.strip().split("/")[-1]
     say(f"driftline collect benchmark, {time.strftime('%Y-%m-%d %H:%M:%S')}; phases {sorted(phases)}; "
+        f"workload {args.workload}; "
         f"{os.cpu_count()} CPUs, Python {platform.python_version()}, "
         f"uvloop {uvloop.__version__}, httptools {httptools.__version__}, "
         f"aiohttp {aiohttp.__version__} (the model), "
@@ -955,6 +1091,9 @@ def main() -> None:
                 tag += f"-outage{args.outage_s:g}"
             if args.compute_ms > 0:
                 tag += f"-compute{args.compute_ms:g}ms"
+            if args.workload != "kserve-json":
+                rows, columns = args.binary_shape
+                tag += f"-{args.workload}-{rows}x{columns}"
             (out / f"collect-{tag}.txt").write_text("\n".join(lines) + "\n")
             (out / f"collect-{tag}.json").write_text(json.dumps(results, indent=2, default=str))
 
