@@ -21,12 +21,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kafka import KafkaConsumer
 
-from monitor.wire.decode import PredictionBatch, decode_predictions
+from monitor.wire.decode import PredictionBatch
 from tests.counters import Counts, assert_identity
 from tests.real_servers import RealServer, kserve_server  # noqa: F401 (fixture)
 from tests.servers import Broker, Process, free_port
+from tests.test_collect_e2e import records
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
@@ -76,17 +76,6 @@ def same_answer(via: str, direct: str, path: str, body: Any, headers: dict[str, 
     return got[0]
 
 
-def records(bootstrap: str, topic: str, events: int) -> list[tuple[bytes, PredictionBatch]]:
-    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                             consumer_timeout_ms=1000)
-    out: list[tuple[bytes, PredictionBatch]] = []
-    deadline = time.monotonic() + 30
-    try:
-        while sum(b.n for _, b in out) < events and time.monotonic() < deadline:
-            out.extend((r.key, decode_predictions(r.value)) for r in consumer)
-    finally:
-        consumer.close()
-    return out
 
 
 def settled(metrics_url: str, sent: int) -> Counts:

@@ -41,7 +41,7 @@ from monitor.wire.decode import decode_predictions, encoding
 from tests.counters import Counts, assert_identity, counts
 from tests.real_servers import RealServer, kserve_server, mlflow_server  # noqa: F401 (fixtures)
 from tests.servers import Broker, Process, free_port
-from tests.test_real_servers import ML_FORMATS, MULTI_REQUEST, ROWS, V1_FORMATS
+from tests.test_real_servers import ML_FORMATS, MULTI_REQUEST, ROWS, V1_FORMATS, Answer
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,16 +50,6 @@ SETTLE_S = 15.0
 
 
 # --- HTTP ----------------------------------------------------------------------------------------
-
-
-@dataclass
-class Answer:
-    status: int
-    headers: list[tuple[str, str]]
-    body: bytes
-
-    def header(self, name: str) -> str | None:
-        return next((v for k, v in self.headers if k.lower() == name.lower()), None)
 
 
 def post(base: str, path: str, raw: bytes, headers: dict[str, str]) -> Answer:
