@@ -256,7 +256,7 @@ class Capturer:
         request_id = exchange.request_id
         if not exchange.request_id_given and (settings.protocol == "oip_v2"
                                               or exchange.path.startswith("/v2/")):
-            request_id = oip_request_id(request) or request_id
+            request_id = oip_request_id(request, exchange.request_header_length) or request_id
         return self._offer(instances, request_id, round(exchange.elapsed * 1000, 3), status, resolved)
 
     def model_of(self, path: str) -> Resolved | None:
@@ -290,9 +290,12 @@ class Capturer:
         return capture
 
 
-def oip_request_id(body: bytes | bytearray) -> str | None:
+def oip_request_id(body: bytes | bytearray, header_length: str | None = None) -> str | None:
     """The ``id`` of an Open Inference Protocol request body (a JSON object, possibly followed by
-    binary tensor data), or None: the request id of a call that brought no ``X-Request-Id``."""
+    binary tensor data: only the ``header_length`` bytes of its JSON header are read, when given),
+    or None: the request id of a call that brought no ``X-Request-Id``."""
+    if header_length is not None and header_length.isdigit():
+        body = body[:int(header_length)]
     try:
         head, _ = _JSON.raw_decode(bytes(body).decode("utf-8", "replace").lstrip())
     except ValueError:

@@ -20,6 +20,10 @@ LISTEN: Final = f"{LISTEN_HOST}:{PROXY_PORT}"
 METRICS_PORT: Final = 9091  # the collector's own /metrics and /healthz
 MAX_CPU: Final = 0.8  # cores (smoothed) the collector process may use before it sheds captures
 UPSTREAM_TIMEOUT_S: Final = 300.0  # seconds the proxy waits for the model's answer
+# seconds a busy thread of the collector (the delivery, kafka-python's I/O) may hold the interpreter
+# lock while the proxy's event loop waits for it (sys.setswitchinterval; Python's default 5 ms
+# put up to 5 ms on a proxied request whenever a batch was being encoded)
+SWITCH_INTERVAL_S: Final = 0.0005
 
 # -- capture -----------------------------------------------------------------------------------
 MAX_PAYLOAD_BYTES: Final = 1024 * 1024  # a larger request or response body is passed on, not captured

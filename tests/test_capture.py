@@ -305,6 +305,9 @@ def test_the_oip_request_id_is_read_from_the_json_head_of_a_binary_tensor_body()
     head = (b'{"id":"bin-1","inputs":[{"name":"x","shape":[1],"datatype":"FP32",'
             b'"parameters":{"binary_data_size":4}}]}')
     assert oip_request_id(head + b"\x00\x00\x80?") == "bin-1"
+    # with the header's length, the tail is never decoded: a tail that is not UTF-8 changes nothing
+    assert oip_request_id(head + b"\xff\xfe\x80?", str(len(head))) == "bin-1"
+    assert oip_request_id(head + b"\x00\x00\x80?", "x") == "bin-1"  # a bad length: the whole body
     assert oip_request_id(b"not json") is None and oip_request_id(b'{"id": 5, "inputs": []}') is None
 
 

@@ -26,6 +26,7 @@ from monitor.wire.decode import (
     encode_predictions,
     encoding,
 )
+from monitor.wire.encode import encode_encoded_predictions, encode_event, envelope_size
 
 EVENTS: list[dict[str, Any]] = [
     {"request_id": "r0", "ts": 1732780800000, "inputs": {"age": 41, "region": "north", "member": True},
@@ -80,6 +81,21 @@ def test_an_encoded_batch_decodes_back_to_the_events_it_was_made_from(enc: str) 
     data = encode_predictions("m", EVENTS, model_version="v3", encoding=enc)
     expected = json.loads(encode_predictions("m", EVENTS, model_version="v3"))
     assert_matches_stdlib(decode_predictions(data, encoding=enc), expected)
+
+
+@pytest.mark.parametrize("enc", [JSON, MSGPACK])
+@pytest.mark.parametrize("version", [None, "v3"])
+def test_events_encoded_one_by_one_join_into_the_same_bytes_as_the_whole_batch(enc: str, version: str | None
+                                                                               ) -> None:
+    parts = [encode_event(e, encoding=enc) for e in EVENTS]
+    joined = encode_encoded_predictions("m", parts, model_version=version, encoding=enc)
+    assert joined == encode_predictions("m", EVENTS, model_version=version, encoding=enc)
+    # the size bound the collector splits messages by is never below the real size
+    bound = envelope_size("m", model_version=version, encoding=enc) + sum(len(p) + 1 for p in parts)
+    assert len(joined) <= bound <= len(joined) + len(parts) + 5
+    many = parts * 40  # a msgpack array of 120: a longer length prefix
+    assert len(encode_encoded_predictions("m", many, encoding=enc)) <= (
+        envelope_size("m", encoding=enc) + sum(len(p) + 1 for p in many))
 
 
 def test_a_message_holding_one_event_at_the_top_level_decodes_to_a_batch_of_one() -> None:

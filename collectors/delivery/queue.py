@@ -5,9 +5,10 @@ under a lock (no I/O, no waiting on Kafka, O(1) amortised) and returns.  A backg
 thread takes the queued captures, turns them into batch envelopes of the wire contract
 (:func:`monitor.wire.decode.encode_predictions`: one message per run of events of the
 same model and model version, at most ``batch_events`` events and ``max_message_bytes``
-bytes each) and hands them to a :class:`Sender` keyed by model, so all of a model's
-events land on one partition.  Callbacks from the sender count what was sent or failed
-and observe the delivery latency (capture time to acknowledgement) per event.
+bytes each; each event is encoded alone and joined as it is) and hands them to a
+:class:`Sender` keyed by model, so all of a model's events land on one partition.
+Callbacks from the sender count what was sent or failed and observe the delivery latency
+(capture time to acknowledgement) per event.
 
 Guarantees
 ----------
@@ -59,7 +60,7 @@ from collectors import defaults
 from collectors.delivery.metrics import CollectorMetrics
 from collectors.events import Capture
 from monitor.errors import named
-from monitor.wire.encode import JSON, encode_predictions
+from monitor.wire.encode import JSON, EncodedEvent, encode_encoded_predictions, encode_event, envelope_size
 
 log = logging.getLogger("driftline.collector.delivery")
 
@@ -317,18 +318,36 @@ class Delivery:
 
     def _encode(self, model: str, version: str | None, events: list[dict[str, Any]]
                 ) -> Iterator[tuple[bytes, list[int]]]:
-        """Messages of at most max_message_bytes (halving as needed) and their events' ts."""
-        value = encode_predictions(model, events, model_version=version, encoding=self.encoding)
-        if len(value) <= self.max_message_bytes:
-            yield value, [int(e["ts"]) for e in events]
-        elif len(events) == 1:
-            log.warning("dropped an event of %s: %d bytes encoded, over the %d-byte message limit",
-                        model, len(value), self.max_message_bytes)
-            self.metrics.dropped(model, "oversize", 1)
-        else:
-            half = len(events) // 2
-            yield from self._encode(model, version, events[:half])
-            yield from self._encode(model, version, events[half:])
+        """Messages of at most max_message_bytes and their events' ts.
+
+        Each event is encoded alone, then joined into its message as it is: many short calls
+        instead of one long one, so that the thread never holds the interpreter for long
+        (the proxy's event loop waits for it otherwise), and a run too large for one message
+        is split by the events' sizes without encoding anything twice.
+        """
+        room = self.max_message_bytes - envelope_size(model, model_version=version, encoding=self.encoding)
+        parts: list[EncodedEvent] = []
+        ts: list[int] = []
+        size = 0
+        for event in events:
+            part = encode_event(event, encoding=self.encoding)
+            n = len(part) + 1
+            if n > room:
+                log.warning("dropped an event of %s: %d bytes encoded, over the %d-byte message limit",
+                            model, n, self.max_message_bytes)
+                self.metrics.dropped(model, "oversize", 1)
+                continue
+            if size + n > room:
+                yield self._join(model, version, parts), ts
+                parts, ts, size = [], [], 0
+            parts.append(part)
+            ts.append(int(event["ts"]))
+            size += n
+        if parts:
+            yield self._join(model, version, parts), ts
+
+    def _join(self, model: str, version: str | None, parts: list[EncodedEvent]) -> bytes:
+        return encode_encoded_predictions(model, parts, model_version=version, encoding=self.encoding)
 
     def _send(self, model: str, value: bytes, ts_ms: list[int]) -> bool:
         """Hand one message over; True if the sender failed it before returning."""

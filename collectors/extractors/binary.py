@@ -101,20 +101,27 @@ def attach(document: Any, key: str, tail: bytes, what: str) -> None:
         offset += size
 
 
-def decode(datatype: Any, raw: bytes, label: str) -> list[Any]:
+class Decoded(list[Any]):
+    """A tensor's values decoded from its bytes: flat, and already of its datatype's Python type,
+    so :func:`cast` passes them through unchecked."""
+
+    __slots__ = ()
+
+
+def decode(datatype: Any, raw: bytes, label: str) -> Decoded:
     """The values of one tensor's raw bytes, flat, by its datatype."""
     if datatype == "BYTES":
-        return _strings(raw, label)
+        return Decoded(_strings(raw, label))
     if datatype == "BOOL":
-        return [b != 0 for b in raw]
+        return Decoded([b != 0 for b in raw])
     if datatype == "BF16":
         halves = _unpack("H", 2, raw, label, datatype)
         widened = struct.pack(f"<{len(halves)}I", *(h << 16 for h in halves))  # a float32 top half
-        return list(struct.unpack(f"<{len(halves)}f", widened))
+        return Decoded(struct.unpack(f"<{len(halves)}f", widened))
     code = _FORMATS.get(datatype) if isinstance(datatype, str) else None
     if code is None:
         raise ExtractError("unknown_shape", f"{label} has an unknown datatype {_text(datatype)}")
-    return list(_unpack(code, struct.calcsize(code), raw, label, datatype))
+    return Decoded(_unpack(code, struct.calcsize(code), raw, label, datatype))
 
 
 def _unpack(code: str, width: int, raw: bytes, label: str, datatype: str) -> tuple[Any, ...]:
@@ -147,10 +154,13 @@ def _text(datatype: Any) -> str:
 
 def cast(datatype: Any, values: list[Any], label: str) -> list[Any]:
     """``values`` (flat) as the datatype reads them: FP* floats, INT*/UINT* ints (an integral
-    float allowed), BOOL booleans (0 and 1 allowed), BYTES strings.  A value of another type,
+    float allowed), BOOL booleans (0 and 1 allowed), BYTES strings; values :func:`decode` made are
+    that already.  A value of another type,
     out of the datatype's range, or an unknown datatype is an ``ExtractError``."""
     if not isinstance(datatype, str) or datatype not in DATATYPES:
         raise ExtractError("unknown_shape", f"{label} has an unknown datatype {_text(datatype)}")
+    if type(values) is Decoded:  # decoded from bytes by this very datatype
+        return values
     kinds = set(map(type, values))
     if type(None) in kinds:
         # JSON null is not in the protocol, but a server that accepts it (as missing) answered:

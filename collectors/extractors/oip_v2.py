@@ -40,16 +40,19 @@ from typing import Any
 
 from collectors.events import Scalar
 from collectors.extractors.base import ExtractError, Extraction, describe, pair, route_path, scalar
-from collectors.extractors.binary import cast
+from collectors.extractors.binary import Decoded, cast
 
 ROUTE = re.compile(r"/v2/models/[^/]+(?:/versions/[^/]+)?/infer$")
 MAX_RANK = 32
 
 
 def _flatten(data: Any) -> list[Any]:
-    """Row-major leaves of nested lists, without recursion."""
+    """Row-major leaves of nested lists, without recursion; a flat list (binary tensors, most
+    JSON tensors) is returned as it is, after one pass in C over its values' types."""
     if not isinstance(data, list):
         return [data]
+    if type(data) is Decoded or list not in set(map(type, data)):
+        return data
     out: list[Any] = []
     stack: list[Any] = [iter(data)]
     while stack:

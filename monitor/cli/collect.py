@@ -77,11 +77,15 @@ def collect(
         help="seconds to wait for the model", min=0.001,
         envvar=_env("UPSTREAM_TIMEOUT"))] = defaults.UPSTREAM_TIMEOUT_S,
     shed_overload: Annotated[bool, typer.Option(
-        help="over --max-cpu, skip captures (counted as dropped, reason overload) rather than "
+        help="over --max-cpu, skip captures (counted in requests_unparsed, reason overload) rather than "
              "slow the model's callers", envvar=_env("SHED_OVERLOAD"))] = True,
     max_cpu: Annotated[float, typer.Option(
         help="cores the collector may use (smoothed) before it sheds captures; keep it under the "
              "container's CPU limit", min=0.05, envvar=_env("MAX_CPU"))] = defaults.MAX_CPU,
+    switch_interval: Annotated[float, typer.Option(
+        help="seconds the collector's background threads may hold Python's interpreter lock while "
+             "the proxy waits for it (sys.setswitchinterval)", min=0.00001, max=1.0,
+        envvar=_env("SWITCH_INTERVAL"))] = defaults.SWITCH_INTERVAL_S,
     log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
 ) -> None:
     """The sidecar: proxy every request to the model, capture predictions into Kafka.
@@ -133,6 +137,6 @@ def collect(
                             shed_overload=shed_overload, max_cpu=max_cpu),
         listen_host=host, listen_port=port, metrics_port=metrics_port, kafka=kafka, topic=topic,
         queue_events=queue_events, drop=drop_policy,  # type: ignore[arg-type]
-        batch_events=batch_events, linger_s=linger,
+        batch_events=batch_events, linger_s=linger, switch_interval_s=switch_interval,
     )
     run(settings)
