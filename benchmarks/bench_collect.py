@@ -331,7 +331,9 @@ def metric(samples: list[tuple[str, dict[str, str], float]], name: str, **labels
 def counters(url: str) -> dict[str, float]:
     """The collector's delivery counters (events, i.e. rows: captured = sent + failed + dropped), the
     requests it left out before their rows were known (``unparsed_<reason>``: shed by the CPU budget
-    is ``unparsed_overload``), the non-2xx answers it did not capture, and its queue depth."""
+    is ``unparsed_overload``), the calls it left out for their answer (``uncaptured``: outside 2xx, or
+    ``uncaptured_error``: no whole answer, e.g. wrk closing its connections mid-request at the end of
+    a run), and its queue depth."""
     s = scrape(url)
     c = "driftline_collector_"
     out = {k: metric(s, f"{c}events_{k}_total") for k in ("captured", "sent", "failed")}
@@ -342,6 +344,7 @@ def counters(url: str) -> dict[str, float]:
     for reason in UNPARSED_REASONS:  # skipped, sampled_out, overload, oversize, unparseable, no_model
         out[f"unparsed_{reason}"] = metric(s, f"{c}requests_unparsed_total", reason=reason)
     out["uncaptured"] = metric(s, f"{c}responses_uncaptured_total")
+    out["uncaptured_error"] = metric(s, f"{c}responses_uncaptured_total", **{"class": "error"})
     out["queue_depth"] = metric(s, f"{c}queue_depth")
     out["proxied"] = metric(s, f"{c}proxy_latency_seconds_count")
     out["proxy_errors"] = metric(s, f"{c}proxy_latency_seconds_count", status="error")
@@ -547,11 +550,13 @@ def others_s(cpu: dict[str, float], wrk_cpu_s: float) -> float:
 
 
 def left_out(d: dict[str, float]) -> str:
-    """The requests the collector left out before reading their rows, by reason, and the non-2xx answers
-    it did not capture (``none`` when there were none)."""
+    """The requests the collector left out before reading their rows, by reason, and the calls it left
+    out for their answer (``none`` when there were none)."""
     parts = [f"{d[f'unparsed_{r}']:.0f} {r}" for r in UNPARSED_REASONS if d[f"unparsed_{r}"]]
-    if d["uncaptured"]:
-        parts.append(f"{d['uncaptured']:.0f} non-2xx answers")
+    if d["uncaptured"] - d["uncaptured_error"]:
+        parts.append(f"{d['uncaptured'] - d['uncaptured_error']:.0f} non-2xx answers")
+    if d["uncaptured_error"]:
+        parts.append(f"{d['uncaptured_error']:.0f} without a whole answer (the caller left, or 502/504)")
     return ", ".join(parts) or "none"
 
 

@@ -16,14 +16,17 @@ order.  A request/response pair (:meth:`Capturer.exchange`) goes through:
 6. **overload**: while the transport sheds load (:attr:`Capturer.overloaded`, set by the
    proxy's CPU budget): ``overload``;
 7. **extraction** (:func:`collectors.extractors.extract`): a payload that cannot be
-   read is ``unparseable``; one without instances is not captured, not counted;
+   read is ``unparseable``, counted per row (captured, then dropped) when the request
+   was read and only its answer was not, else per request; one without instances is
+   not captured, not counted;
 8. **PII**: the :class:`~collectors.extractors.FieldPolicy` drops or hashes fields;
 9. **the event**: a :class:`Capture` (time from ``clock``, latency in ms, the served
    model of the path, and the request id: the caller's ``X-Request-Id``, else an Open
    Inference Protocol request's own ``id``, else the one the transport made up), handed
    to ``offer``, which never blocks and counts what it captures and drops.
 
-Steps 1 to 7 leave a call out before its rows are known: each counts one *request*
+Steps 1 to 7 leave a call out before its rows are known (but for an answer that cannot be
+read, above): each counts one *request*
 (:meth:`DropCounter.unparsed`), never rows, so that the rows' counters keep their
 identity ``captured = sent + failed + dropped``.  The cheap checks come first, so that a
 call that is not captured costs no parsing; the status filter comes before sampling, so ``sampled_out`` counts
@@ -249,7 +252,10 @@ class Capturer:
                                    response_header_length=exchange.response_header_length)
         except ExtractError as exc:
             log.debug("request %s not captured: %s", exchange.request_id, exc)
-            drops.unparsed("unparseable", model)
+            if exc.rows:  # the request was read, its answer was not: its rows are known
+                drops.dropped("unparseable", exc.rows, model)
+            else:
+                drops.unparsed("unparseable", model)
             return "unparseable"
         if not instances:
             return "no_instances"

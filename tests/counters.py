@@ -2,8 +2,8 @@
 
 Every row the collector takes in is counted ``captured`` once and then exactly once more, as
 sent, failed or dropped (any reason); a request left out before its rows were known is counted
-in ``requests_unparsed`` instead, and a non-2xx answer that was not captured in
-``responses_uncaptured``.  :func:`assert_identity` checks, from one scrape (text or bytes of the
+in ``requests_unparsed`` instead, and a call left out for its answer (outside 2xx, or no whole
+answer) in ``responses_uncaptured``.  :func:`assert_identity` checks, from one scrape (text or bytes of the
 Prometheus exposition), that ``captured == sent + failed + sum(dropped)``, per model or over all.
 """
 

@@ -83,7 +83,7 @@ ORDER = [
     ("oversize", dict(request=None), True),
     ("sampled_out", dict(response=b"not json"), True),
     ("overload", dict(response=b"not json"), False),
-    ("unparseable", dict(response=b"not json"), False),
+    ("unparseable", dict(request=b"not json"), False),
 ]
 
 
@@ -150,12 +150,29 @@ def test_a_sample_rate_of_zero_drops_every_request() -> None:
     assert (drops.requests, offered) == ({"sampled_out": 1}, [])
 
 
-def test_a_payload_that_cannot_be_read_is_counted_as_unparseable() -> None:
+def test_a_request_that_cannot_be_read_is_counted_as_one_unparseable_request() -> None:
     pipeline, drops, offered = capturer()
-    for request, response in ((b"not json", ANSWER), (REQUEST, b"{"), (b'{"instances": 1}', ANSWER),
-                              (REQUEST, b'{"predictions":[1.5]}')):
+    for request, response in ((b"not json", ANSWER), (b'{"instances": 1}', ANSWER),
+                              (b'{"instances": 1}', b"{")):
         assert pipeline.exchange(pair(request=request, response=response)) == "unparseable"
-    assert (drops.requests, drops.drops, offered) == ({"unparseable": 4}, {}, [])
+    assert (drops.requests, drops.drops, offered) == ({"unparseable": 3}, {}, [])
+
+
+def test_a_read_request_whose_answer_cannot_be_read_counts_its_rows_as_unparseable() -> None:
+    # the request's two rows are known: rows are counted (captured, then dropped), not a request
+    pipeline, drops, offered = capturer()
+    for response in (b"{", b'{"predictions":[1.5]}', b'{"predictions": "x"}'):
+        assert pipeline.exchange(pair(response=response)) == "unparseable"
+    assert (drops.requests, drops.drops, offered) == ({}, {"unparseable": 6}, [])
+    # a binary OIP answer whose tensor bytes do not add up: the request's 3 rows
+    head = b'{"inputs":[{"name":"x","shape":[3],"datatype":"FP32","data":[1,2,3]}]}'
+    answer = b'{"outputs":[{"name":"y","shape":[3],"datatype":"FP32","parameters":{"binary_data_size":12}}]}'
+    oip, drops, _ = capturer()
+    exchange = RecordedExchange(status=200, path="/v2/models/m/infer", request_body=head,
+                                response_body=answer + b"\x00" * 8, request_id="r", elapsed=0.0,
+                                response_header_length=str(len(answer)))
+    assert oip.exchange(exchange) == "unparseable"
+    assert (drops.requests, drops.drops) == ({}, {"unparseable": 3})
 
 
 def test_a_payload_without_instances_is_neither_captured_nor_counted() -> None:
@@ -331,7 +348,8 @@ def test_the_counters_add_up_over_every_path_of_the_pipeline() -> None:
     for exchange in exchanges:
         pipeline.exchange(exchange)
     pipeline.sample = lambda: 0.0
-    pipeline.exchange(call("/v1/models/a:predict", response=b"{"))  # unparseable
+    pipeline.exchange(call("/v1/models/a:predict", response=b"{"))  # 2 rows read, answer not: rows
+    pipeline.exchange(call("/v1/models/a:predict", request=b"{"))  # unparseable request
     pipeline.overloaded = True
     pipeline.exchange(call("/v1/models/a:predict"))  # overload
     pipeline.overloaded = False
@@ -341,11 +359,12 @@ def test_the_counters_add_up_over_every_path_of_the_pipeline() -> None:
     delivery.start()
     delivery.stop(5.0)
     counts = assert_identity(metrics.exposition()[0])
-    assert (counts.captured, counts.sent) == (7, 2)
-    assert {k: v for k, v in counts.dropped.items() if v} == {"queue_full": 2, "sampled_out": 3}
+    assert (counts.captured, counts.sent) == (9, 2)
+    assert {k: v for k, v in counts.dropped.items() if v} == {"queue_full": 2, "sampled_out": 3,
+                                                               "unparseable": 2}
     assert {k: v for k, v in counts.unparsed.items() if v} == {
         "sampled_out": 1, "no_model": 1, "oversize": 1, "skipped": 1, "unparseable": 1, "overload": 1}
-    assert counts.uncaptured == {"1xx": 0, "3xx": 0, "4xx": 1, "5xx": 0}
+    assert counts.uncaptured == {"1xx": 0, "3xx": 0, "4xx": 1, "5xx": 0, "error": 0}
     for model in ("a", "b"):
         assert_identity(metrics.exposition()[0], model)
 

@@ -4,6 +4,7 @@ validate against the Kubernetes 1.30 schemas (kubernetes-validate, strict: unkno
 from __future__ import annotations
 
 import copy
+import os
 import re
 from typing import Any
 
@@ -580,3 +581,76 @@ def test_an_invalid_protocol_or_names_annotation_is_refused_naming_it(annotation
     with pytest.raises(InputError) as exc:
         InjectOptions.from_annotations({annotation: value})
     assert one_line(exc).startswith(f"annotation {annotation}")
+
+
+# --- a server of several models: --model-from-path, --model-map (issue 15) ------------------------
+
+
+def test_a_multi_model_server_is_injected_without_a_model_so_each_call_is_keyed_by_its_path(
+        tmp_path, monkeypatch, capsys):
+    from monitor.cli import main as cli
+
+    manifest = tmp_path / "bento.yaml"
+    manifest.write_text(BENTO)
+    assert cli.main(["inject", "-f", str(manifest), "--model-from-path",
+                     "--model-map", "sum=adder, multi=multiplier"]) == 0
+    out, err = capsys.readouterr()
+    assert err == ""
+    env = injected_env(out)
+    assert "DRIFTLINE_MODEL" not in env and "DRIFTLINE_MODEL_VERSION" not in env
+    assert env["DRIFTLINE_MODEL_MAP"] == "sum=adder, multi=multiplier"
+    # driftline collect, started with that env, takes the model from each path, renamed by the map
+    for name in [n for n in os.environ if n.startswith("DRIFTLINE_")]:
+        monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    seen = []
+    monkeypatch.setattr("collectors.sidecar.run", seen.append)
+    assert cli.main(["collect"]) == 0
+    [settings] = seen
+    assert settings.proxy.model is None
+    assert settings.proxy.model_map == {"sum": "adder", "multi": "multiplier"}
+    # with neither flag, the pod's name label keys every call, as before
+    assert cli.main(["inject", "-f", str(manifest)]) == 0
+    plain = injected_env(capsys.readouterr()[0])
+    assert plain["DRIFTLINE_MODEL"] == "fraud-scorer" and "DRIFTLINE_MODEL_MAP" not in plain
+
+
+def test_pod_annotations_choose_between_a_model_name_and_the_path_per_pod():
+    docs = list(yaml.safe_load_all(BENTO))
+    docs[1]["spec"]["template"]["metadata"]["annotations"] = {
+        "driftline.io/model-from-path": "true", "driftline.io/model-map": "sum=adder"}
+    env = injected_env(yaml.safe_dump_all(inject_manifests(docs, InjectOptions(model="m"))))
+    assert "DRIFTLINE_MODEL" not in env and env["DRIFTLINE_MODEL_MAP"] == "sum=adder"
+    # a pod that names its model wins over --model-from-path
+    docs = list(yaml.safe_load_all(BENTO))
+    docs[1]["spec"]["template"]["metadata"]["annotations"] = {"driftline.io/model": "named"}
+    env = injected_env(yaml.safe_dump_all(inject_manifests(docs, InjectOptions(model_from_path=True))))
+    assert env["DRIFTLINE_MODEL"] == "named"
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--model", "m", "--model-from-path"], "give --model or --model-from-path, not both"),
+    (["--model-map", "sum"], "--model-map entries are served=configured; got 'sum'"),
+    (["--model-map", "a=b,a=c"], "--model-map names 'a' twice"),
+    (["--model-map", ","], "--model-map must be served=configured,...; got ','"),
+])
+def test_bad_model_flags_are_one_line_errors_and_exit_2(flags, message, tmp_path, capsys):
+    from monitor.cli import main as cli
+
+    manifest = tmp_path / "bento.yaml"
+    manifest.write_text(BENTO)
+    assert cli.main(["inject", "-f", str(manifest), *flags]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and err.startswith(f"driftline: error: {message}"), err
+
+
+@pytest.mark.parametrize(("annotations", "named"), [
+    ({"driftline.io/model-map": "x"}, "driftline.io/model-map"),
+    ({"driftline.io/model-from-path": "maybe"}, "driftline.io/model-from-path"),
+    ({"driftline.io/model-from-path": "true", "driftline.io/model": "m"}, "driftline.io/model"),
+])
+def test_an_invalid_model_annotation_is_refused_naming_it(annotations, named):
+    with pytest.raises(InputError) as exc:
+        InjectOptions.from_annotations(annotations)
+    assert named in one_line(exc)

@@ -154,14 +154,16 @@ def test_a_slow_model_is_waited_for_and_a_timeout_is_a_504_in_one_json_line(mode
         async with via.get(proxy + "/slow?ms=300") as response:
             assert response.status == 200 and await response.json() == {"slept_ms": 300}
 
-    run(ProxySettings(upstream=model_url, model="m"), scenario)
+    _, metrics = run(ProxySettings(upstream=model_url, model="m"), scenario)
+    assert metrics.answers == []
 
     async def too_slow(via, proxy, direct):
         async with via.get(proxy + "/slow?ms=2000") as response:
             assert response.status == 504
             assert (await response.json())["error"] == "the model did not answer in time"
 
-    run(ProxySettings(upstream=model_url, model="m", upstream_timeout_s=0.3), too_slow)
+    _, metrics = run(ProxySettings(upstream=model_url, model="m", upstream_timeout_s=0.3), too_slow)
+    assert metrics.answers == [None]  # no answer from the model: counted uncaptured, class "error"
 
 
 def test_an_unreachable_model_is_a_502_naming_the_problem():
@@ -172,6 +174,7 @@ def test_an_unreachable_model_is_a_502_naming_the_problem():
 
     _, metrics = run(ProxySettings(upstream=f"http://127.0.0.1:{free_port()}", model="m"), scenario)
     assert metrics.proxied == [None]
+    assert metrics.answers == [None]  # the proxy's own 502: counted uncaptured, class "error"
 
 
 def test_a_large_body_streams_through_unchanged_and_is_counted_as_oversize(model_url):

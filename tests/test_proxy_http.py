@@ -669,6 +669,7 @@ def test_a_model_that_closes_every_connection_at_once_is_a_502(proxied):
 
     env = proxied(handler, scenario)
     assert env.metrics.proxied == [None] * 3
+    assert env.metrics.answers == [None] * 3  # each counted once: no answer from the model
 
 
 @pytest.mark.parametrize("ending", ["http10", "close", "extra-bytes"])
@@ -778,6 +779,7 @@ def test_an_answer_cut_mid_body_cuts_the_callers_connection_and_the_proxy_goes_o
 
     env = proxied(handler, scenario)
     assert env.metrics.proxied == [None, 200]
+    assert env.metrics.answers == [None]  # the cut answer, once (not again when the connection closes)
 
 
 # -- framing: chunk sizes, bytes one by one, early answers -----------------------------------------
@@ -933,6 +935,7 @@ def test_a_caller_leaving_while_the_model_is_slow_raises_nothing_and_the_next_re
     env = proxied(handler, scenario)
     assert env.upstream.notes["eof"] == b""
     assert env.metrics.proxied == [200]
+    assert env.metrics.answers == [None]  # the caller left before the answer: counted, not captured
 
 
 def test_a_caller_leaving_mid_answer_raises_nothing_and_the_next_request_works(proxied):
@@ -951,7 +954,8 @@ def test_a_caller_leaving_mid_answer_raises_nothing_and_the_next_request_works(p
         answer = await env.call(request("GET", "/small", ("Host", "m")))
         assert (answer.status, answer.body) == (200, b"small")
 
-    proxied(answering(answer), scenario)
+    env = proxied(answering(answer), scenario)
+    assert env.metrics.answers == [None]  # left mid-answer: counted once, not captured
 
 
 # -- 13. headers -----------------------------------------------------------------------------------

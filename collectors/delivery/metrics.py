@@ -14,7 +14,7 @@ series, and tests can build as many as they like).  Series (``model`` comes from
 ``driftline_collector_delivery_latency_seconds{model}``        capture time to broker ack, per event
 ``driftline_collector_proxy_latency_seconds{model,status}``    time the proxy took per request
 ``driftline_collector_requests_unparsed_total{model,reason}``  requests not read into rows, by reason
-``driftline_collector_responses_uncaptured_total{model,class}`` non-2xx answers left out (no --capture-errors)
+``driftline_collector_responses_uncaptured_total{model,class}`` calls left out for their answer
 =============================================================  =====================================
 
 Rows and requests.  ``captured``, ``sent``, ``failed`` and ``dropped`` count events (rows):
@@ -28,14 +28,18 @@ Drop reasons (:data:`DROP_REASONS`, every one pre-initialised at 0 per model so 
 ``rate()`` and alert rules see the series before the first drop): ``queue_full`` (the
 bounded queue was full: broker down or slow), ``oversize`` (an event larger than one
 message), ``sampled_out`` (a prediction the SDK logged, whose rows are known, left out by
-sampling) and ``shutdown`` (still queued when the collector stopped).
+sampling), ``shutdown`` (still queued when the collector stopped) and ``unparseable`` (the
+rows of a request that was read, whose answer could not be: its predictions are unknown).
 
 A request that is left out before its rows are known (the proxy skips, samples or sheds it
 before parsing, its body is over the payload limit, it cannot be read, or nothing names its
 model) is counted once in ``requests_unparsed{model,reason}`` (:data:`UNPARSED_REASONS`):
-requests, not rows, and never part of the identity.  A model answer outside 2xx that is not
-captured (no ``--capture-errors``) is counted in ``responses_uncaptured{model,class}``.  Their
-``model`` is the one the call would have gone under, ``""`` when nothing named one.
+requests, not rows, and never part of the identity.  A call left out for its answer is counted
+once in ``responses_uncaptured{model,class}`` (:data:`UNCAPTURED_CLASSES`): a model answer
+outside 2xx (no ``--capture-errors``) by its status class, and ``error`` for a call that got
+no whole answer from the model (the proxy answered 502 or 504, the answer stopped mid-body,
+or the caller left before it was over).  Their ``model`` is the one the call would have gone
+under, ``""`` when nothing named one.
 
 The proxy's ``status`` label is a class, :func:`status_class`: ``"1xx"`` ... ``"5xx"``, or
 ``"error"`` when there was no HTTP answer (connection refused, timeout).
@@ -50,12 +54,13 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from monitor.runtime import exposition
 
-DROP_REASONS: Final = ("queue_full", "oversize", "sampled_out", "shutdown")
+DROP_REASONS: Final = ("queue_full", "oversize", "sampled_out", "shutdown", "unparseable")
 _DROP_MEANINGS: Final = {
     "queue_full": "the delivery queue was full: broker down or slow",
     "oversize": "an event larger than one message, or a capture larger than the whole queue",
     "sampled_out": "a logged prediction left out by the SDK's sample_rate",
     "shutdown": "still queued when the collector stopped",
+    "unparseable": "the rows of a request that was read, whose answer could not be",
 }
 _UNPARSED_MEANINGS: Final = {
     "skipped": "X-Driftline-Skip: 1",
@@ -67,7 +72,7 @@ _UNPARSED_MEANINGS: Final = {
 }
 UNPARSED_REASONS: Final = tuple(_UNPARSED_MEANINGS)
 STATUS_CLASSES: Final = ("1xx", "2xx", "3xx", "4xx", "5xx", "error")
-UNCAPTURED_CLASSES: Final = ("1xx", "3xx", "4xx", "5xx")
+UNCAPTURED_CLASSES: Final = ("1xx", "3xx", "4xx", "5xx", "error")
 DELIVERY_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 PROXY_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -122,7 +127,9 @@ class CollectorMetrics:
             ["model", "reason"], registry=r)
         self._uncaptured = Counter(
             "driftline_collector_responses_uncaptured",
-            "Model answers outside 2xx that were not captured (no --capture-errors), by status class.",
+            "Calls not captured because of their answer, by class: 1xx, 3xx, 4xx, 5xx (a model answer "
+            "outside 2xx, without --capture-errors), error (no whole answer from the model: the proxy "
+            "answered 502 or 504, the answer stopped mid-body, or the caller left before it was over).",
             ["model", "class"], registry=r)
         self._models: set[str] = set()
         # labelled children by label values: labels() takes a lock and builds a key per call

@@ -1,14 +1,21 @@
 """Delivery of captured predictions: a bounded queue and one background producer thread.
 
-The request path calls :meth:`Delivery.offer`, which only appends to an in-memory queue
-under a lock (no I/O, no waiting on Kafka, O(1) amortised) and returns.  A background
-thread takes the queued captures, turns them into batch envelopes of the wire contract
-(:func:`monitor.wire.decode.encode_predictions`: one message per run of events of the
-same model and model version, at most ``batch_events`` events and ``max_message_bytes``
-bytes each; each event is encoded alone and joined as it is) and hands them to a
+The request path calls :meth:`Delivery.offer`, which encodes the capture's events (one
+short msgspec call each), appends them to an in-memory queue under a lock (no I/O, no
+waiting on Kafka, O(1) amortised in the queue) and returns.  A background thread takes
+the queued captures, joins their encoded events into batch envelopes of the wire contract
+(:func:`monitor.wire.decode.encode_predictions`, byte for byte: one message per run of
+events of the same model and model version, at most ``batch_events`` events and
+``max_message_bytes`` bytes each, split by the events' encoded sizes) and hands them to a
 :class:`Sender` keyed by model, so all of a model's events land on one partition.
 Callbacks from the sender count what was sent or failed and observe the delivery latency
 (capture time to acknowledgement) per event.
+
+Why encode on the request path: the collector is one Python process, and every thread of
+it runs under one interpreter lock.  A proxied request that arrives while the delivery
+thread encodes waits for the lock (up to the switch interval each time, see
+:mod:`collectors.sidecar`).  Encoding right after the answer has left costs the proxy the
+same CPU without that wait, and leaves the thread only joins of bytes and the send.
 
 Guarantees
 ----------
@@ -54,7 +61,8 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, Literal, Protocol, Self
+from dataclasses import dataclass
+from typing import Literal, Protocol, Self
 
 from collectors import defaults
 from collectors.delivery.metrics import CollectorMetrics
@@ -70,6 +78,17 @@ DropPolicy = Literal["newest", "oldest"]
 DEFAULT_MAX_MESSAGE_BYTES = 1_000_000
 _MIN_BACKOFF_S = 0.05
 _WARN_EVERY_S = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Queued:
+    """A capture in the queue: its model and version (the delivery's defaults filled in), its
+    time, and its events already encoded."""
+
+    model: str
+    version: str | None
+    ts_ms: int
+    events: tuple[EncodedEvent, ...]
 
 
 class Sender(Protocol):
@@ -129,7 +148,7 @@ class Delivery:
 
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
-        self._queue: deque[Capture] = deque()
+        self._queue: deque[_Queued] = deque()
         self._events = 0  # events in _queue
         self._oldest_at: float | None = None  # monotonic time the queue last became non-empty
         self._closed = False  # no more offers
@@ -141,14 +160,22 @@ class Delivery:
     # -- the request path ----------------------------------------------------------------------
 
     def offer(self, capture: Capture) -> bool:
-        """Queue ``capture`` for delivery; never blocks.  False if it was dropped."""
+        """Queue ``capture`` for delivery; never blocks.  False if it was dropped.
+
+        Its events are encoded here, on the caller's thread (for the sidecar: the event loop,
+        after the answer has left), so that the delivery thread only joins bytes and hands
+        them over: the less the thread runs Python, the less the proxy waits for the
+        interpreter lock (see the module doc)."""
         n = len(capture.instances)
         if n == 0:
             return True
         model = capture.model or self.model
         if model != self.model:
             self.metrics.add_model(model)  # idempotent: every series of a new model starts at 0
-        evicted: list[Capture] = []
+        version = capture.model_version if capture.model_version is not None else self.model_version
+        queued = _Queued(model, version, capture.ts_ms,
+                         tuple(encode_event(event, encoding=self.encoding) for event in capture.events()))
+        evicted: list[_Queued] = []
         reason: str | None = None
         with self._lock:
             if self._closed:
@@ -161,12 +188,12 @@ class Delivery:
                 else:
                     while self._events + n > self.max_queue_events:
                         old = self._queue.popleft()
-                        self._events -= len(old.instances)
+                        self._events -= len(old.events)
                         evicted.append(old)
             if reason is None:
                 if not self._queue:
                     self._oldest_at = time.monotonic()
-                self._queue.append(capture)
+                self._queue.append(queued)
                 self._events += n
                 # wake the thread only to start lingering, or when a batch is full
                 if len(self._queue) == 1 or self._events - n < self.batch_events <= self._events:
@@ -174,7 +201,7 @@ class Delivery:
             self.metrics.set_queue_depth(self.model, self._events)
         self.metrics.captured(model, n)
         for old in evicted:
-            self.metrics.dropped(old.model or self.model, "queue_full", len(old.instances))
+            self.metrics.dropped(old.model, "queue_full", len(old.events))
         if reason is not None:
             self.metrics.dropped(model, reason, n)
             return False
@@ -256,7 +283,7 @@ class Delivery:
             else:
                 backoff = 0.0
 
-    def _take(self) -> list[Capture] | None:
+    def _take(self) -> list[_Queued] | None:
         """The next batch of captures (after lingering for more), or None to exit."""
         with self._lock:
             while True:
@@ -274,64 +301,61 @@ class Delivery:
                     return None
                 else:
                     self._wake.wait()
-            batch: list[Capture] = []
+            batch: list[_Queued] = []
             taken = 0
             while self._queue and taken < self.batch_events:
-                capture = self._queue.popleft()
-                taken += len(capture.instances)
-                batch.append(capture)
+                queued = self._queue.popleft()
+                taken += len(queued.events)
+                batch.append(queued)
             self._events -= taken
             self._oldest_at = time.monotonic() if self._queue else None
             self.metrics.set_queue_depth(self.model, self._events)
             return batch
 
-    def _ship(self, batch: Sequence[Capture]) -> bool:
-        """Encode and hand over ``batch``; True if the sender refused a message at once."""
+    def _ship(self, batch: Sequence[_Queued]) -> bool:
+        """Join and hand over ``batch``; True if the sender refused a message at once."""
         refused = False
-        for model, version, events in self._envelopes(batch):
+        for model, version, events, ts in self._envelopes(batch):
             if self._abandon:
                 self.metrics.dropped(model, "shutdown", len(events))
                 continue
-            for value, ts in self._encode(model, version, events):
-                refused = self._send(model, value, ts) or refused
+            for value, sent_ts in self._messages(model, version, events, ts):
+                refused = self._send(model, value, sent_ts) or refused
         return refused
 
-    def _envelopes(self, batch: Sequence[Capture]
-                   ) -> Iterator[tuple[str, str | None, list[dict[str, Any]]]]:
-        """Runs of events of one (model, version), in order, at most batch_events each."""
-        run: list[dict[str, Any]] = []
+    def _envelopes(self, batch: Sequence[_Queued]
+                   ) -> Iterator[tuple[str, str | None, list[EncodedEvent], list[int]]]:
+        """Runs of events of one (model, version), in order, at most batch_events each, with
+        each event's capture time."""
+        run: list[EncodedEvent] = []
+        ts: list[int] = []
         key: tuple[str, str | None] | None = None
-        for capture in batch:
-            this = (capture.model or self.model,
-                    capture.model_version if capture.model_version is not None else self.model_version)
+        for queued in batch:
+            this = (queued.model, queued.version)
             if this != key:
                 if run and key is not None:
-                    yield key[0], key[1], run
-                key, run = this, []
-            for event in capture.events():
+                    yield key[0], key[1], run, ts
+                key, run, ts = this, [], []
+            for event in queued.events:
                 run.append(event)
+                ts.append(queued.ts_ms)
                 if len(run) == self.batch_events:
-                    yield this[0], this[1], run
-                    run = []
+                    yield this[0], this[1], run, ts
+                    run, ts = [], []
         if run and key is not None:
-            yield key[0], key[1], run
+            yield key[0], key[1], run, ts
 
-    def _encode(self, model: str, version: str | None, events: list[dict[str, Any]]
-                ) -> Iterator[tuple[bytes, list[int]]]:
-        """Messages of at most max_message_bytes and their events' ts.
-
-        Each event is encoded alone, then joined into its message as it is: many short calls
-        instead of one long one, so that the thread never holds the interpreter for long
-        (the proxy's event loop waits for it otherwise), and a run too large for one message
-        is split by the events' sizes without encoding anything twice.
-        """
+    def _messages(self, model: str, version: str | None, events: list[EncodedEvent], ts_ms: list[int]
+                  ) -> Iterator[tuple[bytes, list[int]]]:
+        """Messages of at most max_message_bytes, split by the encoded events' sizes (nothing is
+        encoded twice), and their events' capture times; an event too large for any message
+        is dropped (``oversize``)."""
         room = self.max_message_bytes - envelope_size(model, model_version=version, encoding=self.encoding)
         parts: list[EncodedEvent] = []
         ts: list[int] = []
         size = 0
-        for event in events:
-            part = encode_event(event, encoding=self.encoding)
-            n = len(part) + 1
+        for event, at in zip(events, ts_ms, strict=True):
+            n = len(event) + 1
             if n > room:
                 log.warning("dropped an event of %s: %d bytes encoded, over the %d-byte message limit",
                             model, n, self.max_message_bytes)
@@ -340,8 +364,8 @@ class Delivery:
             if size + n > room:
                 yield self._join(model, version, parts), ts
                 parts, ts, size = [], [], 0
-            parts.append(part)
-            ts.append(int(event["ts"]))
+            parts.append(event)
+            ts.append(at)
             size += n
         if parts:
             yield self._join(model, version, parts), ts
@@ -383,9 +407,9 @@ class Delivery:
             log.warning("events of %s are not being delivered (%s); see "
                         "driftline_collector_events_failed_total", model, named(exc))
 
-    def _count_dropped(self, captures: Sequence[Capture], reason: str) -> None:
+    def _count_dropped(self, queued: Sequence[_Queued], reason: str) -> None:
         counts: dict[str, int] = {}
-        for c in captures:
-            counts[c.model or self.model] = counts.get(c.model or self.model, 0) + len(c.instances)
+        for q in queued:
+            counts[q.model] = counts.get(q.model, 0) + len(q.events)
         for model, n in counts.items():
             self.metrics.dropped(model, reason, n)

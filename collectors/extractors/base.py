@@ -76,6 +76,9 @@ class ExtractError(InputError):
         super().__init__(f"{reason}: {text}")
         self.reason: Reason = reason
         self.detail = text
+        # the request's rows when the request could be read and only its answer could not
+        # (set by collectors.extractors.select.extract): the rows lost are known and counted
+        self.rows: int | None = None
 
 
 class Extractor(Protocol):

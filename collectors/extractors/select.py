@@ -88,6 +88,14 @@ def _extractors(feature_names: Sequence[str] | None) -> dict[str, Extractor]:
             "mlflow": MLflow(feature_names)}
 
 
+def _request_rows(chosen: Extractor, request: Any) -> int | None:
+    """The rows of a request read alone (no answer), or None when the request cannot be read either."""
+    try:
+        return len(chosen.extract(request, None))
+    except ExtractError:
+        return None
+
+
 def extract(path: str, request_body: bytes, response_body: bytes, *, protocol: str = AUTO,
             generic: GenericSpec | CompiledSpec | None = None,
             feature_names: Sequence[str] | None = None,
@@ -128,11 +136,6 @@ def extract(path: str, request_body: bytes, response_body: bytes, *, protocol: s
         request = _decode(head, "request")
         if tail is not None:
             attach(request, "inputs", tail, "request")
-    head, tail = split_body(response_body, header_length(response_header_length, response_body, "response"))
-    response = _decode(head, "response") if head and not head.isspace() else None
-    if tail is not None:
-        attach(response, "outputs", tail, "response")
-
     known = _extractors(names)
     custom = None if compiled is None else Generic(compiled, names)
     chosen: Extractor | None
@@ -152,7 +155,16 @@ def extract(path: str, request_body: bytes, response_body: bytes, *, protocol: s
     if chosen is None:
         raise ExtractError("unknown_shape", f"cannot tell the protocol of a request to {route_path(path)!r}: "
                                             f"the body is {describe(request)}")
-    instances = chosen.extract(request, response)
-    if output_names:
-        instances = name_outputs(instances, output_names)
+    try:
+        length = header_length(response_header_length, response_body, "response")
+        head, tail = split_body(response_body, length)
+        response = _decode(head, "response") if head and not head.isspace() else None
+        if tail is not None:
+            attach(response, "outputs", tail, "response")
+        instances = chosen.extract(request, response)
+        if output_names:
+            instances = name_outputs(instances, output_names)
+    except ExtractError as exc:
+        exc.rows = _request_rows(chosen, request)
+        raise
     return chosen.name, instances

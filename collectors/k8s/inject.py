@@ -43,6 +43,7 @@ import yaml
 
 from collectors import defaults
 from collectors.extractors import PROTOCOLS, ExtractError, GenericSpec, compile_spec
+from collectors.routing import parse_model_map
 from monitor.errors import InputError
 
 COLLECTOR = "driftline-collector"
@@ -59,6 +60,8 @@ SAMPLE_RATE_ANNOTATION = "driftline.io/sample-rate"
 IMAGE_ANNOTATION = "driftline.io/image"
 NATIVE_SIDECAR_ANNOTATION = "driftline.io/native-sidecar"
 OUTPUT_NAMES_ANNOTATION = "driftline.io/output-names"
+MODEL_FROM_PATH_ANNOTATION = "driftline.io/model-from-path"
+MODEL_MAP_ANNOTATION = "driftline.io/model-map"
 FEATURE_NAMES_ANNOTATION = "driftline.io/feature-names"
 PROTOCOL_ANNOTATION = "driftline.io/protocol"
 GENERIC_ANNOTATIONS = {"driftline.io/generic-instances": "generic_instances",
@@ -92,11 +95,16 @@ class InjectOptions:
     container's first ``containerPort``; ``sample_rate=None`` keeps the collector's default;
     ``output_names`` names the model's positional predictions (``collect --output-names``),
     ``feature_names`` its positional features (``--feature-names``); ``protocol`` and the
-    ``generic_*`` JSONPaths are ``collect``'s flags of the same names (None: its defaults)."""
+    ``generic_*`` JSONPaths are ``collect``'s flags of the same names (None: its defaults).
+    ``model_from_path`` leaves the model out (no ``DRIFTLINE_MODEL``), so the collector keys each
+    call by the model its path names (a multi-model server); ``model_map`` is ``collect
+    --model-map`` (``served=configured,...``)."""
 
     image: str = defaults.IMAGE
     kafka: str = defaults.KAFKA_IN_CLUSTER
     model: str | None = None
+    model_from_path: bool = False
+    model_map: str | None = None
     model_port: int | None = None
     collector_port: int = defaults.PROXY_PORT
     metrics_port: int = defaults.METRICS_PORT
@@ -118,6 +126,14 @@ class InjectOptions:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, str) or not value.strip()):
                 raise InputError(f"{name} must be a non-empty string; got {value!r}")
+        if self.model is not None and self.model_from_path:
+            raise InputError("give model or model_from_path, not both")
+        if self.model_map is not None:
+            try:
+                if not isinstance(self.model_map, str) or not parse_model_map(self.model_map):
+                    raise ValueError(f"model_map must be served=configured,...; got {self.model_map!r}")
+            except ValueError as exc:
+                raise InputError(str(exc).replace("--model-map", "model_map")) from None
         for name in ("model_port", "collector_port", "metrics_port"):
             value = getattr(self, name)
             if value is not None and not _is_port(value):
@@ -163,7 +179,8 @@ class InjectOptions:
     def from_annotations(cls, annotations: Mapping[str, Any] | None,
                          base: InjectOptions | None = None) -> InjectOptions:
         """``base`` (default: the defaults) overridden by a pod's ``driftline.io/*`` annotations:
-        ``model``, ``kafka``, ``model-port``, ``sample-rate``, ``image``, ``native-sidecar``,
+        ``model`` (or ``model-from-path: "true"``), ``model-map``, ``kafka``, ``model-port``,
+        ``sample-rate``, ``image``, ``native-sidecar``,
         ``output-names`` and ``feature-names`` (comma-separated), ``protocol``,
         ``generic-instances``, ``generic-inputs``, ``generic-outputs``.
         An invalid value raises :class:`InputError` naming the annotation."""
@@ -172,7 +189,7 @@ class InjectOptions:
         changes: dict[str, Any] = {}
         for key, field in ((MODEL_ANNOTATION, "model"), (KAFKA_ANNOTATION, "kafka"),
                            (IMAGE_ANNOTATION, "image"), (PROTOCOL_ANNOTATION, "protocol"),
-                           *GENERIC_ANNOTATIONS.items()):
+                           (MODEL_MAP_ANNOTATION, "model_map"), *GENERIC_ANNOTATIONS.items()):
             if key in annotations:
                 text = _text(annotations[key])
                 if not text:
@@ -205,10 +222,19 @@ class InjectOptions:
         if NATIVE_SIDECAR_ANNOTATION in annotations:
             changes["native_sidecar"] = _flag(annotations[NATIVE_SIDECAR_ANNOTATION],
                                               NATIVE_SIDECAR_ANNOTATION)
+        # a pod's own choice of how its model is named replaces the options' one
+        if MODEL_FROM_PATH_ANNOTATION in annotations:
+            changes["model_from_path"] = _flag(annotations[MODEL_FROM_PATH_ANNOTATION],
+                                               MODEL_FROM_PATH_ANNOTATION)
+            if changes["model_from_path"] and MODEL_ANNOTATION not in annotations:
+                changes["model"] = None
+        elif MODEL_ANNOTATION in annotations:
+            changes["model_from_path"] = False
         try:
             return dataclasses.replace(base, **changes)
         except InputError as exc:  # the protocol and its JSONPaths are checked together
-            keys = [k for k in (PROTOCOL_ANNOTATION, *GENERIC_ANNOTATIONS) if k in annotations]
+            keys = [k for k in (PROTOCOL_ANNOTATION, MODEL_MAP_ANNOTATION, MODEL_ANNOTATION,
+                                MODEL_FROM_PATH_ANNOTATION, *GENERIC_ANNOTATIONS) if k in annotations]
             if not keys:
                 raise
             raise InputError(f"annotation {', '.join(keys)}: {exc}") from None
@@ -351,6 +377,10 @@ def _collector_container(model_port: int, options: InjectOptions) -> JSON:
         {"name": "POD_NAMESPACE", **field("metadata.namespace")},
         {"name": "POD_NAME", **field("metadata.name")},
     ]
+    if options.model_from_path:  # each call's model and version from its path
+        env = [e for e in env if e["name"] not in ("DRIFTLINE_MODEL", "DRIFTLINE_MODEL_VERSION")]
+    if options.model_map is not None:
+        env.append({"name": "DRIFTLINE_MODEL_MAP", "value": options.model_map})
     if options.sample_rate is not None:
         env.append({"name": "DRIFTLINE_SAMPLE_RATE", "value": repr(float(options.sample_rate))})
     if options.output_names is not None:

@@ -41,7 +41,10 @@ blocks.  Bodies over ``max_payload_bytes`` stream through and are counted as
 ``oversize``, never buffered.  A payload that cannot be parsed is counted,
 never an error for the caller.  ``X-Driftline-Skip: 1`` opts a request out;
 ``sample_rate`` keeps a random share; non-2xx answers are captured only with
-``capture_errors``.  While the process uses more than ``max_cpu`` cores
+``capture_errors``.  A call that gets no whole answer from the model (the 502 or
+504 above, a 400 for a request that is not HTTP, an answer cut mid-body, a caller
+that leaves first) is never captured and is counted
+``responses_uncaptured{class="error"}``.  While the process uses more than ``max_cpu`` cores
 (smoothed), captures are shed and counted ``overload``: proxying comes first
 (``shed_overload=False`` captures everything, at the cost of the callers'
 latency and the proxy's throughput when the CPU runs out).
@@ -158,6 +161,8 @@ class Client(Writer, asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.proxy.clients.discard(self)
         for exchange in self.exchanges:
+            if exchange.state is WAITING or exchange.state is STREAMING or exchange.state is ANSWERED:
+                self.proxy.unanswered(exchange)  # the caller left before the exchange was over
             exchange.state = CANCELLED
             if exchange.timer is not None:
                 exchange.timer.cancel()
@@ -379,6 +384,7 @@ class Proxy:
             log.warning("the model stopped answering mid-body (request %s)", exchange.request_id)
             self.metrics.observe_proxy(None, time.perf_counter() - exchange.started)
             exchange.state = CUT
+            self.unanswered(exchange)
             exchange.client._close()
             return
         self.upstream_failed(exchange, 504, "the model did not answer in time")
@@ -392,6 +398,7 @@ class Proxy:
             if exchange.timer is not None:
                 exchange.timer.cancel()
             self.metrics.observe_proxy(None, time.perf_counter() - exchange.started)
+            self.unanswered(exchange)
             exchange.client._close()
             return
         exchange.conn = None
@@ -416,9 +423,16 @@ class Proxy:
         if exchange.timer is not None:
             exchange.timer.cancel()
         self.metrics.observe_proxy(None, time.perf_counter() - exchange.started)
+        self.unanswered(exchange)
         if exchange.request_done or close:
             exchange.state = FINISHED
             client.next()
+
+    def unanswered(self, exchange: Exchange) -> None:
+        """A call that gets no whole answer from the model (the proxy answered 400, 502 or 504, the
+        answer was cut, the caller left): never captured, counted ``responses_uncaptured{class="error"}``."""
+        resolved = self.capturer.model_of(exchange.path)
+        self.metrics.uncaptured(None, resolved.model if resolved is not None else None)
 
     def answered(self, exchange: Exchange) -> None:
         """The whole answer went to the caller: time it, capture it, go on."""

@@ -27,6 +27,13 @@ _COLLECTOR_OPTIONS: dict[str, tuple[Any, Any]] = {
               defaults.KAFKA_IN_CLUSTER),
     "model": (Annotated[str | None, typer.Option(
         "--model", help="model name (default: the pod's app.kubernetes.io/name label)")], None),
+    "model_from_path": (Annotated[bool, typer.Option(
+        "--model-from-path",
+        help="no --model: the collector keys each call by the model (and version) its path names, "
+             "for a server of several models (KServe's ModelServer, Triton)")], False),
+    "model_map": (Annotated[str | None, typer.Option(
+        "--model-map", metavar="SERVED=CONFIGURED,...",
+        help="served models under the names the config uses (DRIFTLINE_MODEL_MAP)")], None),
     "model_port": (Annotated[int | None, typer.Option(
         "--model-port", help="the model's port (default: the first containerPort)", min=1, max=65535)],
         None),
@@ -68,7 +75,7 @@ Command = Callable[..., None]
 def _flag_words(message: str) -> str:
     """An :class:`InjectOptions` message with its field names as the flags that set them."""
     for name in sorted(_COLLECTOR_OPTIONS, key=len, reverse=True):
-        message = re.sub(rf"\b{name}\b", "--" + name.replace("_", "-"), message)
+        message = re.sub(rf"(?<![\w-]){name}(?![\w-])", "--" + name.replace("_", "-"), message)
     return message
 
 
