@@ -89,7 +89,8 @@ def build(config: Config, uid: str, fleet_uid: str, model_uid: str, datasource_u
             .override_by_query("C", [fixed(RED)]))
     drops = (_series(ids, "Dropped by reason",
                      "Per second, events (rows) dropped, by reason: queue_full (broker down or slow), "
-                     "oversize, shutdown, sampled_out (SDK); and requests left out before their rows were "
+                     "oversize, shutdown, unparseable (a request read, its answer not), sampled_out (SDK); "
+                     "and requests left out before their rows were "
                      "read (requests): oversize, unparseable, no_model, overload (shed to keep the model "
                      "fast); sampled_out and skipped are the configuration working as intended.")
              .draw_style(viz.GraphDrawStyle.BARS)
@@ -120,13 +121,13 @@ def build(config: Config, uid: str, fleet_uid: str, model_uid: str, datasource_u
             .id(ids.next())
             .title("Lost share")
             .description("Share of captured events that were not delivered (failed, queue full, oversize, "
-                         "shutdown) over the selected range.")
+                         "shutdown, an answer that could not be read) over the selected range.")
             .datasource(DATASOURCE)
             .span(6).height(8)
             .with_target(query(
                 f"(sum(increase(driftline_collector_events_failed_total{{{M}}}[$__range])) + "
                 f"(sum(increase(driftline_collector_events_dropped_total"
-                f'{{{M},reason=~"queue_full|oversize|shutdown"}}[$__range])) or vector(0))) / '
+                f'{{{M},reason=~"queue_full|oversize|shutdown|unparseable"}}[$__range])) or vector(0))) / '
                 f"clamp_min(sum(increase(driftline_collector_events_captured_total{{{M}}}[$__range])), 1)",
                 "A", instant=True))
             .unit("percentunit").decimals(2)
