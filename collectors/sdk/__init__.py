@@ -45,7 +45,8 @@ or capturing a KServe v1 / OIP v2 / MLflow endpoint of a FastAPI app as the side
 What it promises (see :mod:`collectors.delivery.queue` for the details):
 
 * **Never in the model's way.**  :meth:`Collector.log_prediction` converts the values,
-  appends to a bounded in-memory queue and returns: no I/O, no waiting on Kafka, and
+  encodes its events (a few microseconds a row), appends them to a bounded in-memory queue
+  and returns: no I/O, no waiting on Kafka, and
   it never raises on what it is given.  A background thread (started by
   :meth:`~Collector.start`, or by the first capture) ships the events; the Kafka producer
   is built lazily on that thread, so constructing a :class:`Collector` never touches the
