@@ -562,6 +562,10 @@ def test_the_webhook_takes_the_same_flags_and_pod_annotations_override_them():
     (["--generic-instances", "[[", "--generic-outputs", "$.y"], "a generic JSONPath: instances '[['"),
     (["--output-names", " , "], "--output-names needs comma-separated names; got ' , '"),
     (["--feature-names", ","], "--feature-names needs comma-separated names; got ','"),
+    (["--model", "m", "--model-from-path"], "give --model or --model-from-path, not both"),
+    (["--model-map", "sum"], "--model-map entries are served=configured; got 'sum'"),
+    (["--model-map", "a=b,a=c"], "--model-map names 'a' twice"),
+    (["--model-map", ","], "--model-map must be served=configured,...; got ','"),
 ])
 def test_bad_collector_flags_are_one_line_errors_and_exit_2(flags, message, tmp_path, capsys):
     from monitor.cli import main as cli
@@ -627,22 +631,6 @@ def test_pod_annotations_choose_between_a_model_name_and_the_path_per_pod():
     docs[1]["spec"]["template"]["metadata"]["annotations"] = {"driftline.io/model": "named"}
     env = injected_env(yaml.safe_dump_all(inject_manifests(docs, InjectOptions(model_from_path=True))))
     assert env["DRIFTLINE_MODEL"] == "named"
-
-
-@pytest.mark.parametrize(("flags", "message"), [
-    (["--model", "m", "--model-from-path"], "give --model or --model-from-path, not both"),
-    (["--model-map", "sum"], "--model-map entries are served=configured; got 'sum'"),
-    (["--model-map", "a=b,a=c"], "--model-map names 'a' twice"),
-    (["--model-map", ","], "--model-map must be served=configured,...; got ','"),
-])
-def test_bad_model_flags_are_one_line_errors_and_exit_2(flags, message, tmp_path, capsys):
-    from monitor.cli import main as cli
-
-    manifest = tmp_path / "bento.yaml"
-    manifest.write_text(BENTO)
-    assert cli.main(["inject", "-f", str(manifest), *flags]) == 2
-    out, err = capsys.readouterr()
-    assert out == "" and err.count("\n") == 1 and err.startswith(f"driftline: error: {message}"), err
 
 
 @pytest.mark.parametrize(("annotations", "named"), [
