@@ -29,6 +29,8 @@ SWITCH_INTERVAL_S: Final = 0.0005
 MAX_PAYLOAD_BYTES: Final = 1024 * 1024  # a larger request or response body is passed on, not captured
 REQUEST_ID_HEADER: Final = "X-Request-Id"  # the request's id, joined with labels later
 SKIP_HEADER: Final = "X-Driftline-Skip"  # "1" opts a request out of capture
+# a body is a JSON header of this many bytes, then binary tensors (the OIP binary tensor extension)
+HEADER_LENGTH_HEADER: Final = "Inference-Header-Content-Length"
 
 # -- delivery ----------------------------------------------------------------------------------
 QUEUE_EVENTS: Final = 10_000  # events held at most while Kafka is slow or down

@@ -26,6 +26,7 @@ from urllib.parse import unquote
 from collectors.capture import skip_requested
 from collectors.proxy.framing import (
     CRLF,
+    HEADER_LENGTH_LOWER,
     HOP_BY_HOP,
     REQUEST_ID,
     REQUEST_ID_LOWER,
@@ -42,7 +43,6 @@ if TYPE_CHECKING:
     from collectors.proxy.pool import Upstream
     from collectors.proxy.server import Client
 
-HEADER_LENGTH_LOWER = b"inference-header-content-length"  # the OIP binary tensor extension
 HIGH_WATER = 1024 * 1024  # request bytes held for an upstream connection not yet there
 _REQUEST_ID_FIELD = REQUEST_ID + b": "
 

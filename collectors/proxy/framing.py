@@ -9,6 +9,7 @@ from collectors import defaults
 REQUEST_ID = defaults.REQUEST_ID_HEADER.encode()  # as the proxy spells it when it adds it
 REQUEST_ID_LOWER = REQUEST_ID.lower()
 SKIP_LOWER = defaults.SKIP_HEADER.lower().encode()
+HEADER_LENGTH_LOWER = defaults.HEADER_LENGTH_HEADER.lower().encode()  # OIP binary tensors
 # RFC 9110 7.6.1 hop-by-hop fields, and the framing the proxy sets itself
 HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization",
                         b"proxy-connection", b"te", b"trailer", b"transfer-encoding", b"upgrade",

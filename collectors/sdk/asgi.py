@@ -30,7 +30,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _REQUEST_ID = defaults.REQUEST_ID_HEADER.lower().encode()
 _SKIP = defaults.SKIP_HEADER.lower().encode()
-_HEADER_LENGTH = b"inference-header-content-length"  # the OIP binary tensor extension
+_HEADER_LENGTH = defaults.HEADER_LENGTH_HEADER.lower().encode()  # the OIP binary tensor extension
 
 
 def _raw_header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> bytes | None:
