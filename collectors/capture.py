@@ -243,7 +243,7 @@ class Capturer:
             drops.unparsed("overload", model)
             return "overload"
         try:
-            _, instances = extract(exchange.path, bytes(request), bytes(response),
+            protocol, instances = extract(exchange.path, bytes(request), bytes(response),
                                    protocol=settings.protocol, generic=settings.generic,
                                    feature_names=settings.feature_names,
                                    output_names=settings.output_names,
@@ -260,8 +260,7 @@ class Capturer:
         if not instances:
             return "no_instances"
         request_id = exchange.request_id
-        if not exchange.request_id_given and (settings.protocol == "oip_v2"
-                                              or exchange.path.startswith("/v2/")):
+        if not exchange.request_id_given and protocol == "oip_v2":  # as the extractor read it
             request_id = oip_request_id(request, exchange.request_header_length) or request_id
         return self._offer(instances, request_id, round(exchange.elapsed * 1000, 3), status, resolved)
 
