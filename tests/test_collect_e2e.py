@@ -57,21 +57,13 @@ def post(url: str, body: Any, headers: dict[str, str] | None = None) -> tuple[in
 
 
 def consume(bootstrap: str, topic: str, events: int, timeout: float = 30.0) -> list[dict[str, Any]]:
-    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                             consumer_timeout_ms=1000)
+    """The events of every message until ``events`` came, each message keyed and named ``m``, ``v3``."""
     out: list[dict[str, Any]] = []
-    deadline = time.monotonic() + timeout
-    try:
-        while len(out) < events and time.monotonic() < deadline:
-            for record in consumer:
-                assert record.key == b"m"
-                batch = decode_predictions(record.value)
-                assert batch.model == "m" and batch.model_version == "v3"
-                out.extend({"request_id": rid, "inputs": dict(i), "outputs": dict(o)}
-                           for rid, i, o in zip(batch.request_ids, batch.inputs, batch.outputs,
-                                                strict=True))
-    finally:
-        consumer.close()
+    for key, batch in records(bootstrap, topic, events, timeout):
+        assert key == b"m"
+        assert batch.model == "m" and batch.model_version == "v3"
+        out.extend({"request_id": rid, "inputs": dict(i), "outputs": dict(o)}
+                   for rid, i, o in zip(batch.request_ids, batch.inputs, batch.outputs, strict=True))
     return out
 
 
